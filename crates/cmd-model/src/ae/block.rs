@@ -1,0 +1,173 @@
+//! Divided space-time transformer blocks (TimeSformer, Bertasius et al. 2021) as used by
+//! PVDM and CMD: pre-LayerNorm temporal attention, spatial attention and a GEGLU feed-forward,
+//! each with a residual connection. Attention projections have no bias.
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::gelu;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Tensor};
+
+use super::config::AutoencoderConfig;
+use super::rope::Rotary;
+
+/// Multi-head self-attention with rotary positions on queries and keys.
+#[derive(Module, Debug)]
+pub struct Attention {
+    norm: LayerNorm,
+    to_qkv: Linear,
+    to_out: Linear,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    /// A pre-norm attention of `heads x head_dim` over tokens of width `dim`.
+    pub fn new(dim: usize, heads: usize, head_dim: usize, device: &Device) -> Self {
+        let inner = heads * head_dim;
+        Self {
+            norm: LayerNormConfig::new(dim).init(device),
+            to_qkv: LinearConfig::new(dim, 3 * inner)
+                .with_bias(false)
+                .init(device),
+            to_out: LinearConfig::new(inner, dim).init(device),
+            heads,
+            head_dim,
+        }
+    }
+
+    /// `x + attention(norm(x))`.
+    ///
+    /// # Shapes
+    /// - x: `[batch, n, dim]`, with `n` the positions of `rope`
+    /// - output: `[batch, n, dim]`
+    pub fn forward(&self, x: Tensor<3>, rope: &Rotary) -> Tensor<3> {
+        let [b, n, _] = x.dims();
+        let (h, dh) = (self.heads, self.head_dim);
+        let qkv = self.to_qkv.forward(self.norm.forward(x.clone())); // (b, n, 3*h*dh)
+        // b n (three h dh) -> three b h n dh
+        let qkv = qkv.reshape([b, n, 3, h, dh]).permute([2, 0, 3, 1, 4]);
+        let q = rope.apply(qkv.clone().narrow(0, 0, 1).squeeze_dim(0));
+        let k = rope.apply(qkv.clone().narrow(0, 1, 1).squeeze_dim(0));
+        let v = qkv.narrow(0, 2, 1).squeeze_dim::<4>(0);
+        let out = attention(q, k, v, None, None, AttentionModuleOptions::default()); // (b h n dh)
+        let out = out.swap_dims(1, 2).reshape([b, n, h * dh]); // b n (h dh)
+        x + self.to_out.forward(out)
+    }
+}
+
+/// `Linear(dim -> 2 * 4 dim)`, GEGLU, `Linear(4 dim -> dim)`, with pre-norm and residual.
+#[derive(Module, Debug)]
+pub struct FeedForward {
+    norm: LayerNorm,
+    proj_in: Linear,
+    proj_out: Linear,
+}
+
+impl FeedForward {
+    /// A GEGLU feed-forward with hidden width `4 * dim`.
+    pub fn new(dim: usize, device: &Device) -> Self {
+        Self {
+            norm: LayerNormConfig::new(dim).init(device),
+            proj_in: LinearConfig::new(dim, 8 * dim).init(device),
+            proj_out: LinearConfig::new(4 * dim, dim).init(device),
+        }
+    }
+
+    /// `x + W_out (a * gelu(g))` where `[a, g] = W_in norm(x)`.
+    ///
+    /// # Shapes
+    /// - x: `[..., dim]`, output the same
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let h = self.proj_in.forward(self.norm.forward(x.clone()));
+        let width = h.dims()[D - 1] / 2;
+        let a = h.clone().narrow(D - 1, 0, width);
+        let gate = h.narrow(D - 1, width, width);
+        x + self.proj_out.forward(a * gelu(gate))
+    }
+}
+
+/// One divided space-time block: temporal attention, spatial attention, feed-forward.
+#[derive(Module, Debug)]
+pub struct SpaceTimeBlock {
+    time_attn: Attention,
+    space_attn: Attention,
+    ff: FeedForward,
+}
+
+impl SpaceTimeBlock {
+    /// A block of the width and heads of `config`.
+    pub fn new(config: &AutoencoderConfig, device: &Device) -> Self {
+        let (dim, heads, head_dim) = (config.hidden, config.heads, config.head_dim);
+        Self {
+            time_attn: Attention::new(dim, heads, head_dim, device),
+            space_attn: Attention::new(dim, heads, head_dim, device),
+            ff: FeedForward::new(dim, device),
+        }
+    }
+
+    /// # Shapes
+    /// - x: `[B, L, N, C']` with `N = H' W'` tokens per frame in row-major order
+    /// - output: `[B, L, N, C']`
+    pub fn forward(&self, x: Tensor<4>, positions: &Positions) -> Tensor<4> {
+        let [b, l, n, c] = x.dims();
+        // b l n c -> (b n) l c: attend over time at each position.
+        let x = x.swap_dims(1, 2).reshape([b * n, l, c]);
+        let x = self.time_attn.forward(x, &positions.time);
+        // (b n) l c -> (b l) n c: attend over space within each frame.
+        let x = x
+            .reshape([b, n, l, c])
+            .swap_dims(1, 2)
+            .reshape([b * l, n, c]);
+        let x = self.space_attn.forward(x, &positions.space);
+        self.ff.forward(x.reshape([b, l, n, c]))
+    }
+}
+
+/// The rotary tables a stack of blocks needs: over the `L` frames and over the `H' x W'` grid.
+#[derive(Debug, Clone)]
+pub struct Positions {
+    time: Rotary,
+    space: Rotary,
+}
+
+impl Positions {
+    /// Tables for clips of `config`'s size.
+    pub fn new(config: &AutoencoderConfig, device: &Device) -> Self {
+        let (dh, base) = (config.head_dim, config.rope_base);
+        Self {
+            time: Rotary::temporal(config.frames, dh, base, device),
+            space: Rotary::axial(config.grid_h(), config.grid_w(), dh, base, device),
+        }
+    }
+}
+
+/// A stack of [`SpaceTimeBlock`]s followed by a final LayerNorm.
+#[derive(Module, Debug)]
+pub struct Transformer {
+    blocks: Vec<SpaceTimeBlock>,
+    norm: LayerNorm,
+}
+
+impl Transformer {
+    /// `config.depth` blocks.
+    pub fn new(config: &AutoencoderConfig, device: &Device) -> Self {
+        Self {
+            blocks: (0..config.depth)
+                .map(|_| SpaceTimeBlock::new(config, device))
+                .collect(),
+            norm: LayerNormConfig::new(config.hidden).init(device),
+        }
+    }
+
+    /// # Shapes
+    /// - x: `[B, L, N, C']`, output the same
+    pub fn forward(&self, x: Tensor<4>, positions: &Positions) -> Tensor<4> {
+        let x = self
+            .blocks
+            .iter()
+            .fold(x, |x, block| block.forward(x, positions));
+        self.norm.forward(x)
+    }
+}

@@ -1,0 +1,116 @@
+//! `cmdv bench ae`: encode and decode time per clip and peak memory, as a table.
+
+use std::time::Instant;
+
+use anyhow::{Result, ensure};
+use burn::tensor::{Device, Distribution, Tensor};
+use cmd_model::AutoencoderConfig;
+
+use crate::cli::{BenchArgs, BenchTarget};
+use crate::device;
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    match args.target {
+        BenchTarget::Ae => bench_ae(args),
+    }
+}
+
+fn bench_ae(args: &BenchArgs) -> Result<()> {
+    ensure!(
+        args.batch > 0 && args.iters > 0,
+        "--batch and --iters must be positive"
+    );
+    let mut cfg = AutoencoderConfig::preset(&args.preset)?;
+    if let Some(depth) = args.depth {
+        cfg.depth = depth;
+    }
+    let device = device::open(args.device)?;
+    let model = cfg.init(&device)?;
+    let [l, c, h, w] = cfg.clip_shape();
+    let x = Tensor::<5>::random(
+        [args.batch, l, c, h, w],
+        Distribution::Uniform(-1.0, 1.0),
+        &device,
+    );
+    let mut peak = Peak::new(&device);
+
+    let (mut enc_ms, mut dec_ms) = (Vec::new(), Vec::new());
+    for i in 0..=args.iters {
+        let t0 = Instant::now();
+        let encoded = model.encode(x.clone());
+        sync(&device, encoded.motion.clone());
+        let t1 = Instant::now();
+        let out = model.decode(encoded.content, encoded.motion);
+        sync(&device, out);
+        let t2 = Instant::now();
+        peak.sample(&device);
+        if i > 0 {
+            // The first round warms caches and compiles kernels.
+            enc_ms.push((t1 - t0).as_secs_f64() * 1e3 / args.batch as f64);
+            dec_ms.push((t2 - t1).as_secs_f64() * 1e3 / args.batch as f64);
+        }
+    }
+    let (enc_flops, dec_flops) = cfg.flops_per_clip();
+    println!(
+        "autoencoder '{}' (depth {}), device {:?}, batch {}, {} timed runs",
+        cfg.name, cfg.depth, args.device, args.batch, args.iters
+    );
+    println!("| stage  | ms per clip (median) | min ms | GFLOP/s | peak memory |");
+    println!("|--------|---------------------:|-------:|--------:|------------:|");
+    for (name, ms, flops) in [
+        ("encode", &mut enc_ms, enc_flops),
+        ("decode", &mut dec_ms, dec_flops),
+    ] {
+        ms.sort_by(f64::total_cmp);
+        let median = ms[ms.len() / 2];
+        println!(
+            "| {name} | {median:>20.1} | {:>6.1} | {:>7.1} | {:>11} |",
+            ms[0],
+            flops as f64 / (median * 1e6),
+            peak.describe()
+        );
+    }
+    Ok(())
+}
+
+/// Waits for the device by reading one value back.
+fn sync<const D: usize>(device: &Device, t: Tensor<D>) {
+    let _ = t.sum().into_scalar::<f32>();
+    let _ = device.sync();
+}
+
+/// Peak memory: the device allocator's reservation where it reports one, else the process's
+/// peak resident set (CPU backends).
+struct Peak {
+    device_bytes: Option<u64>,
+}
+
+impl Peak {
+    fn new(device: &Device) -> Self {
+        Self {
+            device_bytes: device.memory_pool_usage().map(|u| u.bytes_reserved),
+        }
+    }
+
+    fn sample(&mut self, device: &Device) {
+        if let (Some(peak), Some(now)) = (&mut self.device_bytes, device.memory_pool_usage()) {
+            *peak = (*peak).max(now.bytes_reserved);
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.device_bytes {
+            Some(bytes) => format!("{:.0} MiB dev", bytes as f64 / 1048576.0),
+            None => process_peak_rss().map_or("n/a".into(), |kib| {
+                format!("{:.0} MiB RSS", kib as f64 / 1024.0)
+            }),
+        }
+    }
+}
+
+/// `VmHWM` of this process in KiB (Linux).
+fn process_peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,140 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// CMD: content-motion latent diffusion for video. Train, inspect and benchmark the video
+/// autoencoder that splits a clip into a content frame and a motion latent.
+#[derive(Parser, Debug)]
+#[command(name = "cmdv", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print a preset's parameter count, latent shapes and FLOPs per clip.
+    Info(InfoArgs),
+    /// Train the autoencoder on a folder of clips.
+    TrainAe(TrainAeArgs),
+    /// Split a clip into content and motion, decode it back, and write pictures and scores.
+    Reconstruct(ReconstructArgs),
+    /// Time the model on a device.
+    Bench(BenchArgs),
+}
+
+/// Where the model runs.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceArg {
+    /// burn's pure-Rust CPU backend (flex).
+    Cpu,
+    /// wgpu with WGSL shaders, on whichever graphics API the machine offers.
+    Wgpu,
+    /// wgpu pinned to Vulkan (lavapipe works: the CPU stands in for a GPU).
+    Vulkan,
+    /// NVIDIA CUDA (build with `--features cuda`).
+    Cuda,
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Autoencoder preset: tiny, ucf64, sd15-512, sd21-512x1024.
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainAeArgs {
+    /// Folder of training clips (y4m, mp4, gif, or sub-folders of PNG frames).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Autoencoder preset.
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+    /// Run folder: checkpoints, config and metrics go here.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Total optimisation steps (a resumed run counts the steps already done).
+    #[arg(long, default_value_t = 300)]
+    pub steps: usize,
+    /// Clips per step.
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+    /// Adam learning rate (the paper uses 1e-5 for its large models; small ones train faster).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Steps of linear learning-rate warm-up.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
+    /// Write a checkpoint every this many steps (and always at the end).
+    #[arg(long, default_value_t = 50)]
+    pub checkpoint_every: usize,
+    /// Frame stride when sampling clips.
+    #[arg(long, default_value_t = 1)]
+    pub stride: usize,
+    /// Continue the run in `--out` from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Seed for initialisation and data sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to train.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+}
+
+#[derive(Args, Debug)]
+pub struct ReconstructArgs {
+    /// A run folder written by `train-ae`, or its `model.bpk` (with `config.json` beside it).
+    #[arg(long)]
+    pub ae: PathBuf,
+    /// The clip to reconstruct (y4m, mp4, gif, or a folder of PNG frames).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Folder for content.png, weights.png, motion.png, input.gif and recon.gif.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// First frame to use.
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    /// Frame stride.
+    #[arg(long, default_value_t = 1)]
+    pub stride: usize,
+    /// Print the scores as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Where to run.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// What to time.
+    #[arg(value_enum)]
+    pub target: BenchTarget,
+    /// Autoencoder preset.
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+    /// Where to run.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// Clips per batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Timed repetitions (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub iters: usize,
+    /// Override the preset's depth (to time the big presets quickly on a CPU).
+    #[arg(long)]
+    pub depth: Option<usize>,
+}
+
+/// Benchmarks.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum BenchTarget {
+    /// Autoencoder encode and decode.
+    Ae,
+}

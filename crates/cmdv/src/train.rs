@@ -1,0 +1,221 @@
+//! `cmdv train-ae`: train the autoencoder on a folder of clips (L1 loss, pixel mode).
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{Result, bail, ensure};
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use cmd_model::{Autoencoder, AutoencoderConfig, OutputMode};
+use cmd_video::Clip;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::checkpoint::{Run, TrainState};
+use crate::cli::TrainAeArgs;
+use crate::data::ClipFolder;
+use crate::tensor_io::clips_to_tensor;
+use crate::{device, progress};
+
+/// The optimizer of spec section 1: Adam with betas (0.5, 0.9), no weight decay; gradients
+/// clipped to norm 1 for stability at the larger learning rates small models use.
+fn optimizer() -> ModuleOptimizer {
+    AdamConfig::new()
+        .with_beta_1(0.5)
+        .with_beta_2(0.9)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init()
+}
+
+pub fn run(args: &TrainAeArgs) -> Result<()> {
+    ensure!(args.steps > 0, "--steps must be positive");
+    ensure!(args.batch > 0, "--batch must be positive");
+    ensure!(
+        args.checkpoint_every > 0,
+        "--checkpoint-every must be positive"
+    );
+    ensure!(
+        args.lr.is_finite() && args.lr > 0.0,
+        "--lr must be a positive number, found {}",
+        args.lr
+    );
+    let config = AutoencoderConfig::preset(&args.preset)?;
+    if config.output != OutputMode::Pixel {
+        bail!(
+            "--preset {}: latent-mode autoencoders train on Stable Diffusion VAE latents, which \
+             train-ae does not produce yet; use a pixel preset (tiny, ucf64)",
+            args.preset
+        );
+    }
+    let run = Run::new(&args.out);
+    let device = device::open(args.device)?.autodiff();
+
+    let (mut model, mut optim, mut state) = if args.resume {
+        let saved = run.read_config()?;
+        if saved != config {
+            bail!(
+                "{}: the run was started with preset '{}', but --preset {} was given",
+                run.config_path().display(),
+                saved.name,
+                args.preset
+            );
+        }
+        let resumed = run.resume(&config, optimizer(), &device)?;
+        eprintln!("resuming {} at step {}", args.out.display(), resumed.2.step);
+        resumed
+    } else {
+        if run.latest().is_some() {
+            bail!(
+                "{}: already holds a checkpoint; pass --resume to continue it, or choose \
+                 another --out",
+                args.out.display()
+            );
+        }
+        device.seed(args.seed);
+        let model = config.init(&device)?;
+        run.write_config(&config)?;
+        let state = TrainState {
+            step: 0,
+            seed: args.seed,
+            loss: f64::NAN,
+        };
+        (model, optimizer(), state)
+    };
+    if state.step >= args.steps {
+        eprintln!(
+            "{}: already trained for {} steps",
+            args.out.display(),
+            state.step
+        );
+        return Ok(());
+    }
+
+    let span = args.stride * (config.frames - 1) + 1;
+    let data = ClipFolder::load(&args.data, span)?;
+    eprintln!(
+        "training '{}' ({} parameters) on {} clips from {}",
+        config.name,
+        burn::module::Module::num_params(&model),
+        data.len(),
+        args.data.display()
+    );
+    let mut metrics = open_metrics(&run, state.step)?;
+    let bar = progress::bar(args.steps as u64, "train-ae");
+    bar.set_position(state.step as u64);
+    bar.reset_eta();
+    let started = Instant::now();
+
+    // A checkpoint is written only once its weights have given a finite loss (on the next
+    // step's batch, or on one more batch at the end), so a blow-up never overwrites good weights.
+    let mut pending: Option<(Autoencoder, ModuleOptimizer, TrainState)> = None;
+    while state.step < args.steps {
+        let step = state.step;
+        let x = clips_to_tensor(&batch(&data, &config, args, state.seed, step), &device);
+        let (_, recon) = model.forward(x.clone());
+        let loss = model.loss(recon, x);
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        if !value.is_finite() {
+            bar.abandon();
+            return Err(blow_up(&run, value, step + 1));
+        }
+        if let Some((m, o, s)) = pending.take() {
+            run.save(&m, &o, &s)?;
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let lr = args.lr * ((step + 1) as f64 / args.warmup.max(1) as f64).min(1.0);
+        model = optim.step(lr, model, grads);
+        state.step += 1;
+        state.loss = value;
+
+        writeln!(
+            metrics,
+            "{},{value:.6},{lr:.3e},{:.1}",
+            state.step,
+            started.elapsed().as_secs_f64()
+        )?;
+        bar.set_position(state.step as u64);
+        bar.set_message(format!("loss {value:.4}"));
+        if state.step % args.checkpoint_every == 0 || state.step == args.steps {
+            metrics.flush()?;
+            pending = Some((model.clone(), optim.clone(), state.clone()));
+        }
+    }
+    if let Some((m, o, s)) = pending {
+        let x = clips_to_tensor(&batch(&data, &config, args, s.seed, s.step), &device);
+        let (_, recon) = m.forward(x.clone());
+        let value = m.loss(recon, x).into_scalar::<f32>() as f64;
+        if !value.is_finite() {
+            bar.abandon();
+            return Err(blow_up(&run, value, s.step + 1));
+        }
+        run.save(&m, &o, &s)?;
+    }
+    bar.finish();
+    eprintln!(
+        "done: {} steps, last loss {:.4}, {:.1} min; checkpoint in {}",
+        state.step,
+        state.loss,
+        started.elapsed().as_secs_f64() / 60.0,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// The clips of step `step`: one generator per step, so a resumed run sees the same batches it
+/// would have seen.
+fn batch(
+    data: &ClipFolder,
+    config: &AutoencoderConfig,
+    args: &TrainAeArgs,
+    seed: u64,
+    step: usize,
+) -> Vec<Clip> {
+    let mut rng = StdRng::seed_from_u64(seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    (0..args.batch)
+        .map(|_| {
+            let (w, h) = (config.width as u32, config.height as u32);
+            data.sample(&mut rng, config.frames, args.stride, w, h)
+        })
+        .collect()
+}
+
+/// The error for a non-finite loss, naming the checkpoint that was kept.
+fn blow_up(run: &Run, value: f64, step: usize) -> anyhow::Error {
+    let kept = run
+        .latest()
+        .map_or("none was written yet".to_string(), |p| {
+            p.display().to_string()
+        });
+    anyhow::anyhow!(
+        "loss became {value} at step {step}: training stopped. The last good checkpoint is \
+         kept ({kept}); try a lower --lr"
+    )
+}
+
+/// Opens `metrics.csv` for appending. Rows past `step` (logged after the checkpoint a resumed
+/// run starts from) are dropped first, so every step appears once.
+fn open_metrics(run: &Run, step: usize) -> Result<std::io::BufWriter<std::fs::File>> {
+    let path = run.metrics_path();
+    const HEADER: &str = "step,loss,lr,seconds";
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let kept: Vec<&str> = old
+        .lines()
+        .skip(1)
+        .filter(|row| {
+            row.split(',')
+                .next()
+                .and_then(|s| s.parse::<usize>().ok())
+                .is_some_and(|s| s <= step)
+        })
+        .collect();
+    let text = std::iter::once(HEADER)
+        .chain(kept)
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    cmd_video::write_atomic(&path, |w| w.write_all(text.as_bytes()))?;
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot open metrics log: {e}", path.display()))?;
+    Ok(std::io::BufWriter::new(file))
+}

@@ -1,0 +1,326 @@
+//! End-to-end tests of the `cmdv` binary: training, resuming, reconstructing, and every bad
+//! input giving one clear error. Run them in release mode (`cargo test --release`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(rel)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cmdv-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn cmdv(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cmdv"))
+        .args(args)
+        .output()
+        .expect("cmdv runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = cmdv(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cmdv {args:?} failed:\n{stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail, checks it failed cleanly (no panic), returns its stderr.
+fn fails(args: &[&str]) -> String {
+    let out = cmdv(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "cmdv {args:?} should fail");
+    assert!(
+        !stderr.contains("panicked"),
+        "cmdv {args:?} panicked:\n{stderr}"
+    );
+    assert!(
+        stderr.starts_with("error: "),
+        "one clear error expected:\n{stderr}"
+    );
+    stderr
+}
+
+/// A data folder with two real clips.
+fn data_dir(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    for clip in ["box.y4m", "tree.mp4"] {
+        std::fs::copy(fixture(&format!("clips/{clip}")), dir.join(clip)).unwrap();
+    }
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn metrics_steps(run: &Path) -> Vec<usize> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+fn latest(run: &Path) -> String {
+    std::fs::read_to_string(run.join("latest")).unwrap()
+}
+
+#[test]
+fn info_describes_every_preset() {
+    for (preset, motion) in [
+        ("tiny", "8 x 16 x 32"),
+        ("ucf64", "8 x 16 x 64"),
+        ("sd15-512", "8 x 16 x 64"),
+        ("sd21-512x1024", "8 x 16 x 96"),
+    ] {
+        let out = ok(&["info", "--preset", preset]);
+        assert!(out.contains(&format!("motion latent   {motion}")), "{out}");
+        assert!(out.contains("parameters") && out.contains("GFLOP"), "{out}");
+    }
+    let err = fails(&["info", "--preset", "giant"]);
+    assert!(
+        err.contains("'giant'") && err.contains("sd21-512x1024"),
+        "{err}"
+    );
+}
+
+#[test]
+fn train_resume_and_reconstruct() {
+    let data = data_dir("train");
+    let work = scratch("train-run");
+    let run = work.join("run");
+    let common = ["--data", s(&data), "--preset", "tiny", "--batch", "1"];
+
+    // Train 3 steps with a checkpoint every 2: checkpoints at 2 and at the end (3).
+    let mut args = vec![
+        "train-ae",
+        "--out",
+        s(&run),
+        "--steps",
+        "3",
+        "--checkpoint-every",
+        "2",
+    ];
+    args.extend(common);
+    ok(&args);
+    assert_eq!(latest(&run), "step-000003");
+    assert_eq!(metrics_steps(&run), vec![1, 2, 3]);
+
+    // Starting again over it would lose the run: refused.
+    let err = fails(&args);
+    assert!(
+        err.contains("already holds a checkpoint") && err.contains("--resume"),
+        "{err}"
+    );
+
+    // Resume to 5 steps: the optimizer state and the step count carry on.
+    let mut resume = vec!["train-ae", "--out", s(&run), "--steps", "5", "--resume"];
+    resume.extend(common);
+    ok(&resume);
+    assert_eq!(latest(&run), "step-000005");
+    assert_eq!(metrics_steps(&run), vec![1, 2, 3, 4, 5]);
+    let state = std::fs::read_to_string(run.join("checkpoints/step-000005/state.json")).unwrap();
+    assert!(state.contains("\"step\": 5"), "{state}");
+
+    // Resuming with another preset is refused, naming both.
+    let err = fails(&[
+        "train-ae",
+        "--out",
+        s(&run),
+        "--resume",
+        "--data",
+        s(&data),
+        "--preset",
+        "ucf64",
+    ]);
+    assert!(err.contains("'tiny'") && err.contains("ucf64"), "{err}");
+
+    // Reconstruct from the run folder and from the weights file.
+    let out_dir = work.join("recon");
+    let json = ok(&[
+        "reconstruct",
+        "--ae",
+        s(&run),
+        "--input",
+        s(&fixture("clips/vtest.mp4")),
+        "--out",
+        s(&out_dir),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["frames"], 16);
+    assert!(v["psnr"].as_f64().unwrap() > 5.0 && v["ssim"].as_f64().unwrap() <= 1.0);
+    for f in [
+        "content.png",
+        "weights.png",
+        "motion.png",
+        "input.gif",
+        "recon.gif",
+    ] {
+        assert!(out_dir.join(f).exists(), "{f} missing");
+    }
+    let weights = run.join("checkpoints/step-000005/model.bpk");
+    let text = ok(&[
+        "reconstruct",
+        "--ae",
+        s(&weights),
+        "--input",
+        s(&fixture("clips/box.y4m")),
+        "--out",
+        s(&out_dir),
+    ]);
+    assert!(text.contains("PSNR") && text.contains("SSIM"), "{text}");
+
+    // A blow-up (absurd learning rate) stops training and keeps the last good checkpoint.
+    let mut blow = vec![
+        "train-ae",
+        "--out",
+        s(&run),
+        "--steps",
+        "9",
+        "--resume",
+        "--lr",
+        "1e30",
+        "--warmup",
+        "1",
+        "--checkpoint-every",
+        "1",
+    ];
+    blow.extend(common);
+    let err = fails(&blow);
+    assert!(
+        err.contains("loss became") && err.contains("step-000005"),
+        "{err}"
+    );
+    assert_eq!(latest(&run), "step-000005");
+    ok(&resume); // still loads
+
+    // Weights of another preset under this config: a clear error, not a panic.
+    let foreign = work.join("foreign");
+    std::fs::create_dir_all(foreign.join("checkpoints/step-000001")).unwrap();
+    let ucf = std::fs::read_to_string(run.join("config.json"))
+        .unwrap()
+        .replace("\"tiny\"", "\"ucf64\"")
+        .replace("\"patch\": 4", "\"patch\": 2");
+    std::fs::write(foreign.join("config.json"), ucf).unwrap();
+    std::fs::copy(&weights, foreign.join("checkpoints/step-000001/model.bpk")).unwrap();
+    std::fs::write(foreign.join("latest"), "step-000001").unwrap();
+    let err = fails(&[
+        "reconstruct",
+        "--ae",
+        s(&foreign),
+        "--input",
+        s(&fixture("clips/box.y4m")),
+        "--out",
+        s(&out_dir),
+    ]);
+    assert!(
+        err.contains("do not fit") && err.contains("model.bpk"),
+        "{err}"
+    );
+
+    std::fs::remove_dir_all(work).unwrap();
+    std::fs::remove_dir_all(data).unwrap();
+}
+
+#[test]
+fn bad_inputs_give_one_clear_error() {
+    let work = scratch("bad");
+    let out = work.join("out");
+    let clip = fixture("clips/box.y4m");
+
+    let err = fails(&[
+        "reconstruct",
+        "--ae",
+        "/no/such/run",
+        "--input",
+        s(&clip),
+        "--out",
+        s(&out),
+    ]);
+    assert!(err.contains("/no/such/run"), "{err}");
+
+    let empty_run = work.join("empty-run");
+    std::fs::create_dir_all(&empty_run).unwrap();
+    let err = fails(&[
+        "reconstruct",
+        "--ae",
+        s(&empty_run),
+        "--input",
+        s(&clip),
+        "--out",
+        s(&out),
+    ]);
+    assert!(err.contains("not a run folder with a checkpoint"), "{err}");
+
+    let empty_data = work.join("no-clips");
+    std::fs::create_dir_all(&empty_data).unwrap();
+    let err = fails(&[
+        "train-ae",
+        "--data",
+        s(&empty_data),
+        "--out",
+        s(&work.join("r")),
+    ]);
+    assert!(err.contains("no clips found"), "{err}");
+
+    let corrupt = work.join("corrupt");
+    std::fs::create_dir_all(&corrupt).unwrap();
+    std::fs::write(corrupt.join("broken.mp4"), [0u8; 300]).unwrap();
+    let err = fails(&[
+        "train-ae",
+        "--data",
+        s(&corrupt),
+        "--out",
+        s(&work.join("r2")),
+    ]);
+    assert!(err.contains("broken.mp4"), "{err}");
+
+    let err = fails(&[
+        "train-ae",
+        "--data",
+        s(&corrupt),
+        "--out",
+        s(&work.join("r3")),
+        "--preset",
+        "mega",
+    ]);
+    assert!(err.contains("'mega'"), "{err}");
+
+    let err = fails(&[
+        "train-ae",
+        "--data",
+        s(&corrupt),
+        "--out",
+        s(&work.join("r4")),
+        "--preset",
+        "sd15-512",
+    ]);
+    assert!(err.contains("latent-mode"), "{err}");
+
+    let err = fails(&[
+        "train-ae",
+        "--data",
+        s(&corrupt),
+        "--out",
+        s(&work.join("r5")),
+        "--lr",
+        "-1",
+    ]);
+    assert!(err.contains("--lr"), "{err}");
+
+    #[cfg(not(feature = "cuda"))]
+    {
+        let err = fails(&["bench", "ae", "--device", "cuda"]);
+        assert!(err.contains("--features cuda"), "{err}");
+    }
+    std::fs::remove_dir_all(work).unwrap();
+}
