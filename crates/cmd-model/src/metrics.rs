@@ -27,7 +27,7 @@ pub fn psnr(a: &[f32], b: &[f32]) -> f64 {
 pub fn ssim(a: &[f32], b: &[f32], height: usize, width: usize) -> f64 {
     let plane = height * width;
     assert!(
-        plane > 0 && a.len() == b.len() && a.len() % plane == 0,
+        plane > 0 && a.len() == b.len() && a.len().is_multiple_of(plane),
         "ssim: bad sizes"
     );
     let window = gaussian_window(11.min(height).min(width), 1.5);

@@ -122,7 +122,7 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
             run.save(&m, &o, &s)?;
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let lr = args.lr * ((step + 1) as f64 / args.warmup.max(1) as f64).min(1.0);
+        let lr = learning_rate(args.lr, args.warmup, args.steps, step);
         model = optim.step(lr, model, grads);
         state.step += 1;
         state.loss = value;
@@ -159,6 +159,17 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// Linear warm-up over `--warmup` steps, then a cosine decay to a tenth of `--lr` at `--steps`.
+fn learning_rate(peak: f64, warmup: usize, steps: usize, step: usize) -> f64 {
+    let warmup = warmup.max(1);
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    let progress = (step - warmup) as f64 / steps.saturating_sub(warmup).max(1) as f64;
+    let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
+    peak * (0.1 + 0.9 * cosine)
 }
 
 /// The clips of step `step`: one generator per step, so a resumed run sees the same batches it
@@ -218,4 +229,23 @@ fn open_metrics(run: &Run, step: usize) -> Result<std::io::BufWriter<std::fs::Fi
         .open(&path)
         .map_err(|e| anyhow::anyhow!("{}: cannot open metrics log: {e}", path.display()))?;
     Ok(std::io::BufWriter::new(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::learning_rate;
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_a_tenth() {
+        let lr = |step| learning_rate(1e-3, 10, 110, step);
+        assert!((lr(0) - 1e-4).abs() < 1e-12);
+        assert!((lr(9) - 1e-3).abs() < 1e-12);
+        assert!((lr(10) - 1e-3).abs() < 1e-12);
+        assert!((lr(60) - 0.55e-3).abs() < 1e-9, "half way: {}", lr(60));
+        assert!((lr(110) - 1e-4).abs() < 1e-12);
+        assert!(
+            (lr(500) - 1e-4).abs() < 1e-12,
+            "past the end it stays at the floor"
+        );
+    }
 }

@@ -97,13 +97,16 @@ impl AutoencoderConfig {
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return bad(format!("'{field}' must be positive"));
         }
-        if self.height % self.patch != 0 || self.width % self.patch != 0 || self.height == 0 {
+        if !self.height.is_multiple_of(self.patch)
+            || !self.width.is_multiple_of(self.patch)
+            || self.height == 0
+        {
             return bad(format!(
                 "frame size {}x{} must be a positive multiple of the patch size {}",
                 self.height, self.width, self.patch
             ));
         }
-        if self.head_dim == 0 || self.head_dim % 4 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(4) {
             return bad(format!(
                 "'head_dim' must be a positive multiple of 4 (axial rotary embedding), found {}",
                 self.head_dim
