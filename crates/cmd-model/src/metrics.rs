@@ -105,6 +105,32 @@ mod tests {
         assert!((ssim(&a, &a, 16, 20) - 1.0).abs() < 1e-9);
     }
 
+    /// The planes of `tests/reference/ssim_reference.py`.
+    fn reference_planes(h: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut a = Vec::with_capacity(h * w);
+        let mut b = Vec::with_capacity(h * w);
+        for y in 0..h {
+            for x in 0..w {
+                let (xf, yf) = (x as f64, y as f64);
+                let va = 0.5 + 0.4 * (0.3 * xf + 0.2 * yf).sin() * (0.05 * xf * yf).cos();
+                let vb = (va + 0.1 * (1.7 * xf + 2.3 * yf).sin()).clamp(0.0, 1.0);
+                a.push(va as f32);
+                b.push(vb as f32);
+            }
+        }
+        (a, b)
+    }
+
+    #[test]
+    fn ssim_matches_scikit_image() {
+        // scikit-image 0.25.2 structural_similarity(gaussian_weights=True, sigma=1.5,
+        // use_sample_covariance=False, data_range=1.0), from tests/reference/ssim_reference.py.
+        const REFERENCE: f64 = 0.909_144_157_3;
+        let (a, b) = reference_planes(24, 32);
+        let value = ssim(&a, &b, 24, 32);
+        assert!((value - REFERENCE).abs() < 1e-6, "{value} vs {REFERENCE}");
+    }
+
     #[test]
     fn ssim_drops_with_structure_loss() {
         let (h, w) = (24, 24);

@@ -19,20 +19,9 @@ fn scratch(name: &str) -> PathBuf {
 
 /// PSNR in dB between two clips of the same size.
 fn psnr(a: &Clip, b: &Clip) -> f64 {
-    let (x, y) = (a.to_signed_f32(), b.to_signed_f32());
-    let unit: Vec<f32> = x.iter().map(|v| (v + 1.0) / 2.0).collect();
-    let other: Vec<f32> = y.iter().map(|v| (v + 1.0) / 2.0).collect();
-    unit_psnr(&unit, &other)
-}
-
-fn unit_psnr(a: &[f32], b: &[f32]) -> f64 {
-    let mse: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    -10.0 * mse.log10()
+    let unit =
+        |c: &Clip| -> Vec<f32> { c.to_signed_f32().iter().map(|v| (v + 1.0) / 2.0).collect() };
+    cmd_model::metrics::psnr(&unit(a), &unit(b))
 }
 
 #[test]

@@ -60,7 +60,8 @@ fn grid(tiles: &[RgbImage], cols: usize) -> RgbImage {
 }
 
 /// Heat maps of the importance weights, one tile per frame (mean over channels), on one
-/// scale from 0 to the largest weight, so tiles compare. `weights` is `[L, C, H, W]`.
+/// scale from the smallest to the largest weight of the clip, so tiles compare and small
+/// departures from uniform (`1/L`) show. `weights` is `[L, C, H, W]`.
 pub fn weight_maps(
     weights: &[f32],
     frames: usize,
@@ -81,16 +82,14 @@ pub fn weight_maps(
                 .collect()
         })
         .collect();
-    let max = means
-        .iter()
-        .flatten()
-        .cloned()
-        .fold(f32::MIN_POSITIVE, f32::max);
+    let max = means.iter().flatten().cloned().fold(f32::MIN, f32::max);
+    let min = means.iter().flatten().cloned().fold(f32::MAX, f32::min);
+    let range = (max - min).max(f32::EPSILON);
     let tiles: Vec<RgbImage> = means
         .iter()
         .map(|m| {
             RgbImage::from_fn(w as u32, h as u32, |x, y| {
-                heat(m[y as usize * w + x as usize] / max)
+                heat((m[y as usize * w + x as usize] - min) / range)
             })
         })
         .collect();

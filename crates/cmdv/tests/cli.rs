@@ -275,46 +275,20 @@ fn bad_inputs_give_one_clear_error() {
     let corrupt = work.join("corrupt");
     std::fs::create_dir_all(&corrupt).unwrap();
     std::fs::write(corrupt.join("broken.mp4"), [0u8; 300]).unwrap();
-    let err = fails(&[
-        "train-ae",
-        "--data",
-        s(&corrupt),
-        "--out",
-        s(&work.join("r2")),
-    ]);
-    assert!(err.contains("broken.mp4"), "{err}");
-
-    let err = fails(&[
-        "train-ae",
-        "--data",
-        s(&corrupt),
-        "--out",
-        s(&work.join("r3")),
-        "--preset",
-        "mega",
-    ]);
-    assert!(err.contains("'mega'"), "{err}");
-
-    let err = fails(&[
-        "train-ae",
-        "--data",
-        s(&corrupt),
-        "--out",
-        s(&work.join("r4")),
-        "--preset",
-        "sd15-512",
-    ]);
-    assert!(err.contains("latent-mode"), "{err}");
-
-    let err = fails(&[
-        "train-ae",
-        "--data",
-        s(&corrupt),
-        "--out",
-        s(&work.join("r5")),
-        "--lr=-1",
-    ]);
-    assert!(err.contains("--lr"), "{err}");
+    // (extra train-ae arguments, what the error must say)
+    let cases: [(&[&str], &str); 4] = [
+        (&[], "broken.mp4"),
+        (&["--preset", "mega"], "'mega'"),
+        (&["--preset", "sd15-512"], "latent-mode"),
+        (&["--lr=-1"], "--lr"),
+    ];
+    for (i, (extra, expected)) in cases.iter().enumerate() {
+        let run = work.join(format!("r{i}"));
+        let mut args = vec!["train-ae", "--data", s(&corrupt), "--out", s(&run)];
+        args.extend_from_slice(extra);
+        let err = fails(&args);
+        assert!(err.contains(expected), "{extra:?}: {err}");
+    }
 
     #[cfg(not(feature = "cuda"))]
     {
