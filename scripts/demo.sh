@@ -6,7 +6,7 @@
 #   STEPS=300 bash scripts/demo.sh      # longer training, better reconstruction
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS="${STEPS:-120}"
+STEPS="${STEPS:-150}"
 OUT="${OUT:-out/demo}"
 
 if ! command -v cargo >/dev/null; then

@@ -8,6 +8,7 @@ use cmd_model::AutoencoderConfig;
 
 use crate::cli::{BenchArgs, BenchTarget};
 use crate::device;
+use crate::tensor_io::to_scalar;
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     match args.target {
@@ -38,10 +39,10 @@ fn bench_ae(args: &BenchArgs) -> Result<()> {
     for i in 0..=args.iters {
         let t0 = Instant::now();
         let encoded = model.encode(x.clone());
-        sync(&device, encoded.motion.clone());
+        sync(&device, encoded.motion.clone())?;
         let t1 = Instant::now();
         let out = model.decode(encoded.content, encoded.motion);
-        sync(&device, out);
+        sync(&device, out)?;
         let t2 = Instant::now();
         peak.sample(&device);
         if i > 0 {
@@ -74,9 +75,11 @@ fn bench_ae(args: &BenchArgs) -> Result<()> {
 }
 
 /// Waits for the device by reading one value back.
-fn sync<const D: usize>(device: &Device, t: Tensor<D>) {
-    let _ = t.sum().into_scalar::<f32>();
-    let _ = device.sync();
+fn sync<const D: usize>(device: &Device, t: Tensor<D>) -> Result<()> {
+    to_scalar(t.sum())?;
+    device
+        .sync()
+        .map_err(|e| anyhow::anyhow!("device error: {e:?}"))
 }
 
 /// Peak memory: the device allocator's reservation where it reports one, else the process's

@@ -63,7 +63,7 @@ pub struct TrainAeArgs {
     #[arg(long, default_value_t = 2)]
     pub batch: usize,
     /// Adam learning rate (the paper uses 1e-5 for its large models; small ones train faster).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 2e-3)]
     pub lr: f64,
     /// Steps of linear learning-rate warm-up (then a cosine decay to lr/10 at --steps).
     #[arg(long, default_value_t = 20)]

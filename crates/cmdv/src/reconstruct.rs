@@ -31,7 +31,7 @@ pub fn run(args: &ReconstructArgs) -> Result<()> {
 
     let x = clips_to_tensor(std::slice::from_ref(&clip), &device);
     let (encoded, recon) = model.forward(x);
-    let recon = to_vec(recon);
+    let recon = to_vec(recon)?;
     let recon_clip = Clip::from_signed_f32(&recon, l, h as u32, w as u32, clip.fps);
     // Scores on the 8-bit frames a viewer sees, scaled to [0, 1].
     let unit =
@@ -42,13 +42,13 @@ pub fn run(args: &ReconstructArgs) -> Result<()> {
 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create output folder", args.out.display()))?;
-    let content = Clip::from_signed_f32(&to_vec(encoded.content), 1, h as u32, w as u32, clip.fps);
+    let content = Clip::from_signed_f32(&to_vec(encoded.content)?, 1, h as u32, w as u32, clip.fps);
     png::write_image(&args.out.join("content.png"), &content.frames[0])?;
-    let weights = viz::weight_maps(&to_vec(encoded.weights), l, cfg.channels, h, w);
+    let weights = viz::weight_maps(&to_vec(encoded.weights)?, l, cfg.channels, h, w);
     png::write_image(&args.out.join("weights.png"), &weights)?;
     let scale = (128 / cfg.grid_h().max(cfg.frames)).max(1) as u32;
     let motion = viz::motion_planes(
-        &to_vec(encoded.motion),
+        &to_vec(encoded.motion)?,
         cfg.motion_dim,
         l,
         cfg.grid_h(),

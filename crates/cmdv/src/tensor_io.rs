@@ -1,5 +1,6 @@
 //! Moving clips between `cmd_video::Clip` and model tensors.
 
+use anyhow::{Result, anyhow};
 use burn::tensor::{Device, Tensor, TensorData};
 use cmd_video::Clip;
 
@@ -14,10 +15,20 @@ pub fn clips_to_tensor(clips: &[Clip], device: &Device) -> Tensor<5> {
     Tensor::from_data(TensorData::new(data, [clips.len(), l, 3, h, w]), device)
 }
 
-/// A tensor's values on the host.
-pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
+/// A tensor's values on the host. A failure of the device (for example a GPU that ran out of
+/// memory) surfaces here, as an error rather than a panic.
+pub fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    let data = t.try_into_data_as::<f32>().map_err(device_failed)?;
+    Ok(data
         .try_into_vec::<f32>()
-        .expect("f32 data")
+        .expect("data was converted to f32"))
+}
+
+/// One value on the host (see [`to_vec`]).
+pub fn to_scalar(t: Tensor<1>) -> Result<f64> {
+    Ok(t.try_into_scalar::<f32>().map_err(device_failed)? as f64)
+}
+
+fn device_failed(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("the device failed to compute the result (out of memory on a GPU?): {e}")
 }

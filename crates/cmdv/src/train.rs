@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use crate::checkpoint::{Run, TrainState};
 use crate::cli::TrainAeArgs;
 use crate::data::ClipFolder;
-use crate::tensor_io::clips_to_tensor;
+use crate::tensor_io::{clips_to_tensor, to_scalar};
 use crate::{device, progress};
 
 /// The optimizer of spec section 1: Adam with betas (0.5, 0.9), no weight decay; gradients
@@ -113,7 +113,7 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         let x = clips_to_tensor(&batch(&data, &config, args, state.seed, step), &device);
         let (_, recon) = model.forward(x.clone());
         let loss = model.loss(recon, x);
-        let value = loss.clone().into_scalar::<f32>() as f64;
+        let value = to_scalar(loss.clone())?;
         if !value.is_finite() {
             bar.abandon();
             return Err(blow_up(&run, value, step + 1));
@@ -143,7 +143,7 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
     if let Some((m, o, s)) = pending {
         let x = clips_to_tensor(&batch(&data, &config, args, s.seed, s.step), &device);
         let (_, recon) = m.forward(x.clone());
-        let value = m.loss(recon, x).into_scalar::<f32>() as f64;
+        let value = to_scalar(m.loss(recon, x))?;
         if !value.is_finite() {
             bar.abandon();
             return Err(blow_up(&run, value, s.step + 1));
