@@ -14,6 +14,7 @@
 pub mod ae;
 pub mod error;
 pub mod metrics;
+pub mod schedulers;
 
 pub use ae::{Autoencoder, AutoencoderConfig, Encoded, OutputMode};
 pub use error::ModelError;

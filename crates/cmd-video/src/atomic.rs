@@ -20,6 +20,11 @@ pub fn write_atomic(
     })
 }
 
+/// Writes `bytes` to `path` atomically (see [`write_atomic`]).
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), VideoError> {
+    write_atomic(path, |w| std::io::Write::write_all(w, bytes))
+}
+
 /// Like [`write_atomic`], for writers that want a path: `write` creates the temporary file it
 /// is given, which then replaces `path`.
 pub fn replace_atomic(

@@ -15,7 +15,7 @@ pub mod mp4;
 pub mod png;
 pub mod y4m;
 
-pub use atomic::{replace_atomic, write_atomic};
+pub use atomic::{replace_atomic, write_atomic, write_bytes_atomic};
 pub use clip::Clip;
 pub use error::VideoError;
 

@@ -18,7 +18,7 @@ use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
 use burn::tensor::Device;
 use cmd_model::{Autoencoder, AutoencoderConfig};
-use cmd_video::{replace_atomic, write_atomic};
+use cmd_video::{replace_atomic, write_bytes_atomic};
 use serde::{Deserialize, Serialize};
 
 /// How many checkpoints a run keeps.
@@ -73,9 +73,7 @@ impl Run {
     /// Writes `config.json`.
     pub fn write_config(&self, config: &AutoencoderConfig) -> Result<()> {
         let json = serde_json::to_string_pretty(config)?;
-        write_atomic(&self.config_path(), |w| {
-            std::io::Write::write_all(w, json.as_bytes())
-        })?;
+        write_bytes_atomic(&self.config_path(), json.as_bytes())?;
         Ok(())
     }
 
@@ -98,12 +96,8 @@ impl Run {
             optim.save(tmp).map_err(std::io::Error::other)
         })?;
         let json = serde_json::to_string_pretty(state)?;
-        write_atomic(&dir.join("state.json"), |w| {
-            std::io::Write::write_all(w, json.as_bytes())
-        })?;
-        write_atomic(&self.dir.join("latest"), |w| {
-            std::io::Write::write_all(w, name.as_bytes())
-        })?;
+        write_bytes_atomic(&dir.join("state.json"), json.as_bytes())?;
+        write_bytes_atomic(&self.dir.join("latest"), name.as_bytes())?;
         self.prune(&name);
         Ok(())
     }

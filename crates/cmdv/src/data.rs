@@ -7,15 +7,22 @@ use cmd_video::{Clip, is_clip_file, read_clip};
 use image::imageops;
 use rand::Rng;
 
-/// The clips of a folder, decoded once and kept in memory.
+use crate::progress;
+
+/// The smallest crop, as a fraction of the largest window of the model's aspect.
+const MIN_CROP: f64 = 0.8;
+
+/// The clips of a folder, decoded once and kept in memory, shrunk to the size training needs.
 pub struct ClipFolder {
-    clips: Vec<(PathBuf, Clip)>,
+    clips: Vec<Clip>,
 }
 
 impl ClipFolder {
     /// Reads every clip file (y4m, mp4, gif) and every sub-folder of PNG frames in `dir`.
-    /// Each must hold at least `min_frames` frames.
-    pub fn load(dir: &Path, min_frames: usize) -> Result<Self> {
+    /// Each must hold at least `min_frames` frames. Clips larger than `width x height` needs
+    /// are shrunk on loading (to where the smallest random crop still covers `width x height`
+    /// pixels), which keeps memory small without losing detail the model would see.
+    pub fn load(dir: &Path, min_frames: usize, width: u32, height: u32) -> Result<Self> {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("{}: cannot read the data folder", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -30,8 +37,10 @@ impl ClipFolder {
             );
         }
         let mut clips = Vec::with_capacity(paths.len());
+        let bar = progress::bar(paths.len() as u64, "load");
         for path in paths {
             let clip = read_clip(&path, None)?;
+            bar.inc(1);
             if clip.len() < min_frames {
                 bail!(
                     "{}: has {} frames, training needs at least {min_frames}",
@@ -39,8 +48,9 @@ impl ClipFolder {
                     clip.len()
                 );
             }
-            clips.push((path, clip));
+            clips.push(shrink(&clip, width, height));
         }
+        bar.finish_and_clear();
         Ok(Self { clips })
     }
 
@@ -60,7 +70,7 @@ impl ClipFolder {
         width: u32,
         height: u32,
     ) -> Clip {
-        let (_, clip) = &self.clips[rng.random_range(0..self.clips.len())];
+        let clip = &self.clips[rng.random_range(0..self.clips.len())];
         let span = stride * (frames - 1) + 1;
         let offset = rng.random_range(0..=clip.len() - span);
         let clip = clip
@@ -68,7 +78,7 @@ impl ClipFolder {
             .expect("clip length checked at load");
         // The largest window of the target aspect, then 80-100 % of it.
         let full = clip.center_crop_to_aspect(width, height);
-        let scale = rng.random_range(0.8..=1.0);
+        let scale = rng.random_range(MIN_CROP..=1.0);
         let cw = ((full.width() as f64 * scale) as u32).max(1);
         let ch = ((full.height() as f64 * scale) as u32).max(1);
         let x = rng.random_range(0..=clip.width() - cw);
@@ -81,6 +91,19 @@ impl ClipFolder {
         }
         out
     }
+}
+
+/// `clip` scaled down (never up) so that a `MIN_CROP` crop of its largest `width : height`
+/// window is still at least `width x height`.
+fn shrink(clip: &Clip, width: u32, height: u32) -> Clip {
+    let window = clip.center_crop_to_aspect(width, height);
+    let needed = width as f64 / (MIN_CROP * window.width() as f64);
+    if needed >= 1.0 {
+        return clip.clone();
+    }
+    let w = ((clip.width() as f64 * needed).ceil() as u32).max(width);
+    let h = ((clip.height() as f64 * needed).ceil() as u32).max(height);
+    clip.resize(w, h)
 }
 
 fn has_png(dir: &Path) -> bool {

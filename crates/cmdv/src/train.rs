@@ -91,7 +91,7 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
     }
 
     let span = args.stride * (config.frames - 1) + 1;
-    let data = ClipFolder::load(&args.data, span)?;
+    let data = ClipFolder::load(&args.data, span, config.width as u32, config.height as u32)?;
     eprintln!(
         "training '{}' ({} parameters) on {} clips from {}",
         config.name,
@@ -223,7 +223,7 @@ fn open_metrics(run: &Run, step: usize) -> Result<std::io::BufWriter<std::fs::Fi
         .chain(kept)
         .map(|l| format!("{l}\n"))
         .collect::<String>();
-    cmd_video::write_atomic(&path, |w| w.write_all(text.as_bytes()))?;
+    cmd_video::write_bytes_atomic(&path, text.as_bytes())?;
     let file = std::fs::OpenOptions::new()
         .append(true)
         .open(&path)
