@@ -12,9 +12,11 @@
 //! in pixel mode; a content frame is `[B, C, H, W]`; a motion latent is `[B, D, L, H' + W']`.
 
 pub mod ae;
+pub mod clip;
 pub mod error;
 pub mod metrics;
 pub mod schedulers;
+pub mod weights;
 
 pub use ae::{Autoencoder, AutoencoderConfig, Encoded, OutputMode};
 pub use error::ModelError;

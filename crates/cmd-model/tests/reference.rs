@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use cmd_model::weights::load_safetensors;
 use cmd_model::{AutoencoderConfig, OutputMode};
 use safetensors::SafeTensors;
 
@@ -47,21 +47,10 @@ fn autoencoder_matches_pytorch() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE);
     let device = Device::flex();
     let mut model = config().init(&device).unwrap();
-    let mut store = SafetensorsStore::from_file(&path).with_from_adapter(PyTorchToBurnAdapter);
-    let result = model.load_from(&mut store).unwrap();
-    assert!(result.missing.is_empty(), "missing: {:?}", result.missing);
-    assert!(result.errors.is_empty(), "errors: {:?}", result.errors);
-    let unused: Vec<_> = result
-        .unused
-        .iter()
-        .filter(|k| !k.starts_with("io."))
-        .collect();
-    assert!(
-        unused.is_empty(),
-        "weights the model did not take: {unused:?}"
-    );
-
     let bytes = std::fs::read(&path).unwrap();
+    // The fixture also holds the reference inputs and outputs under `io.`.
+    load_safetensors(&mut model, bytes.clone(), FIXTURE, &["io."]).unwrap();
+
     let file = SafeTensors::deserialize(&bytes).unwrap();
     let (x, shape) = io(&file, "io.input");
     let shape: [usize; 5] = shape.try_into().unwrap();

@@ -1,0 +1,143 @@
+//! CLIP text encoder parity with transformers 4.57.1 (`tests/reference/make_clip_fixture.py`),
+//! loaded from diffusers-style `text_encoder/` folders through the same code users use, and
+//! the weight-loading errors.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor};
+use cmd_model::clip::{ClipTextConfig, ClipTextModel};
+use cmd_model::weights::{WeightsError, load_safetensors};
+use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, TensorView};
+
+fn folder(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/reference")
+        .join(name)
+}
+
+fn config(dir: &Path) -> ClipTextConfig {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+}
+
+fn load(dir: &Path, device: &Device) -> Result<ClipTextModel, WeightsError> {
+    let mut model = config(dir).init(device);
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    load_safetensors(&mut model, bytes, "model.safetensors", &[])?;
+    Ok(model)
+}
+
+fn f32s(file: &SafeTensors, name: &str) -> Vec<f32> {
+    let view = file.tensor(name).unwrap();
+    view.data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().unwrap()
+}
+
+fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let d: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum();
+    let n: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (d / n).sqrt()
+}
+
+#[test]
+fn text_encoders_match_transformers() {
+    let device = Device::flex();
+    for name in ["clip_text_quick_gelu", "clip_text_gelu"] {
+        let dir = folder(name);
+        let model = load(&dir, &device).unwrap();
+        let io = std::fs::read(dir.join("io.safetensors")).unwrap();
+        let io = SafeTensors::deserialize(&io).unwrap();
+        let ids: Vec<u32> = io
+            .tensor("ids")
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32)
+            .collect();
+        let out = model.encode(&ids, 77, &device);
+        for (key, got) in [
+            ("last_hidden_state", host(out.last_hidden_state)),
+            ("penultimate", host(out.penultimate)),
+            ("pooled", host(out.pooled)),
+        ] {
+            let err = relative_l2(&got, &f32s(&io, key));
+            assert!(err < 1e-4, "{name} {key}: relative L2 {err:e}");
+        }
+    }
+}
+
+/// The fixture's tensors, to re-serialise with changes.
+fn tensors(dir: &Path) -> HashMap<String, (Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(k, v)| (k, (v.shape().to_vec(), v.data().to_vec())))
+        .collect()
+}
+
+fn serialize(tensors: &HashMap<String, (Vec<usize>, Vec<u8>)>) -> Vec<u8> {
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(k, (shape, data))| {
+            (
+                k.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), data).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize(views, None).unwrap()
+}
+
+fn load_bytes(dir: &Path, bytes: Vec<u8>) -> WeightsError {
+    let mut model = config(dir).init(&Device::flex());
+    load_safetensors(&mut model, bytes, "text_encoder/model.safetensors", &[]).unwrap_err()
+}
+
+#[test]
+fn bad_weight_files_are_named() {
+    let dir = folder("clip_text_gelu");
+    let good = tensors(&dir);
+
+    let mut missing = good.clone();
+    missing.remove("text_model.final_layer_norm.weight");
+    let err = load_bytes(&dir, serialize(&missing)).to_string();
+    assert!(
+        err.contains("text_encoder/model.safetensors") && err.contains("final_layer_norm"),
+        "{err}"
+    );
+
+    let mut extra = good.clone();
+    extra.insert("text_model.extra.weight".into(), (vec![1], vec![0; 4]));
+    let err = load_bytes(&dir, serialize(&extra)).to_string();
+    assert!(
+        err.contains("unexpected key 'text_model.extra.weight'"),
+        "{err}"
+    );
+
+    let mut wrong = good.clone();
+    wrong.insert(
+        "text_model.embeddings.position_embedding.weight".into(),
+        (vec![76, 32], vec![0; 76 * 32 * 4]),
+    );
+    let err = load_bytes(&dir, serialize(&wrong)).to_string();
+    assert!(
+        err.contains("position_embedding") && err.contains("76"),
+        "{err}"
+    );
+
+    let err = load_bytes(&dir, b"definitely not safetensors".to_vec()).to_string();
+    assert!(err.contains("not a valid safetensors file"), "{err}");
+}
