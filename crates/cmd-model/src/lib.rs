@@ -16,6 +16,7 @@ pub mod clip;
 pub mod error;
 pub mod metrics;
 pub mod schedulers;
+pub mod tokenizer;
 pub mod weights;
 
 pub use ae::{Autoencoder, AutoencoderConfig, Encoded, OutputMode};
