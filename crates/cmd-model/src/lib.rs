@@ -17,6 +17,7 @@ pub mod error;
 pub mod metrics;
 pub mod schedulers;
 pub mod tokenizer;
+pub mod vae;
 pub mod weights;
 
 pub use ae::{Autoencoder, AutoencoderConfig, Encoded, OutputMode};

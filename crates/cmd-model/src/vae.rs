@@ -1,0 +1,423 @@
+//! Stable Diffusion's VAE in the form of diffusers' `AutoencoderKL` (the `vae/` folder):
+//! encoder (ResNet down blocks, a mid block with one self-attention), diagonal-Gaussian
+//! latent, decoder (mid block, ResNet up blocks with nearest-neighbour upsampling). Field names
+//! equal the checkpoint keys (`encoder.down_blocks.N.resnets.M.norm1`, ...).
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::silu;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Tensor};
+use serde::Deserialize;
+
+/// The fields of a diffusers `AutoencoderKL` `config.json` the model needs.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(default)]
+pub struct VaeConfig {
+    /// Image channels in.
+    pub in_channels: usize,
+    /// Image channels out.
+    pub out_channels: usize,
+    /// Width of each resolution level.
+    pub block_out_channels: Vec<usize>,
+    /// ResNet blocks per encoder level (the decoder has one more).
+    pub layers_per_block: usize,
+    /// Latent channels (4 for Stable Diffusion).
+    pub latent_channels: usize,
+    /// GroupNorm groups.
+    pub norm_num_groups: usize,
+    /// Latents are multiplied by this before diffusion (0.18215 for SD1.x/2.x).
+    pub scaling_factor: f64,
+    /// Encoder block types (only `DownEncoderBlock2D`).
+    pub down_block_types: Vec<String>,
+    /// Decoder block types (only `UpDecoderBlock2D`).
+    pub up_block_types: Vec<String>,
+    /// Activation (only `silu`).
+    pub act_fn: String,
+    /// Whether the mid blocks have attention.
+    pub mid_block_add_attention: bool,
+    /// 1x1 conv on the moments (true for SD).
+    pub use_quant_conv: bool,
+    /// 1x1 conv on latents before decoding (true for SD).
+    pub use_post_quant_conv: bool,
+}
+
+impl Default for VaeConfig {
+    fn default() -> Self {
+        Self {
+            in_channels: 3,
+            out_channels: 3,
+            block_out_channels: vec![64],
+            layers_per_block: 1,
+            latent_channels: 4,
+            norm_num_groups: 32,
+            scaling_factor: 0.18215,
+            down_block_types: vec!["DownEncoderBlock2D".into()],
+            up_block_types: vec!["UpDecoderBlock2D".into()],
+            act_fn: "silu".into(),
+            mid_block_add_attention: true,
+            use_quant_conv: true,
+            use_post_quant_conv: true,
+        }
+    }
+}
+
+/// A VAE config this crate cannot build, naming the field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("vae config field '{field}': {message}")]
+pub struct VaeConfigError {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+const EPS: f64 = 1e-6;
+
+impl VaeConfig {
+    /// Builds the model (random weights), or says which field is not supported.
+    pub fn init(&self, device: &Device) -> Result<Vae, VaeConfigError> {
+        let bad = |field, message: String| Err(VaeConfigError { field, message });
+        let levels = self.block_out_channels.len();
+        if levels == 0 {
+            return bad("block_out_channels", "must not be empty".into());
+        }
+        if self.down_block_types.len() != levels || self.up_block_types.len() != levels {
+            return bad(
+                "down_block_types",
+                format!("expected {levels} entries, one per level"),
+            );
+        }
+        if let Some(t) = self
+            .down_block_types
+            .iter()
+            .find(|t| *t != "DownEncoderBlock2D")
+        {
+            return bad(
+                "down_block_types",
+                format!("'{t}' is not supported (DownEncoderBlock2D)"),
+            );
+        }
+        if let Some(t) = self
+            .up_block_types
+            .iter()
+            .find(|t| *t != "UpDecoderBlock2D")
+        {
+            return bad(
+                "up_block_types",
+                format!("'{t}' is not supported (UpDecoderBlock2D)"),
+            );
+        }
+        if self.act_fn != "silu" {
+            return bad(
+                "act_fn",
+                format!("'{}' is not supported (silu)", self.act_fn),
+            );
+        }
+        if let Some(c) = self
+            .block_out_channels
+            .iter()
+            .find(|c| *c % self.norm_num_groups != 0)
+        {
+            return bad(
+                "norm_num_groups",
+                format!("{} does not divide {c}", self.norm_num_groups),
+            );
+        }
+        let boc = &self.block_out_channels;
+        let top = boc[levels - 1];
+        let conv = |i, o, k| conv2d(i, o, k, device);
+        let norm = |c| {
+            GroupNormConfig::new(self.norm_num_groups, c)
+                .with_epsilon(EPS)
+                .init(device)
+        };
+        let mid = || MidBlock {
+            resnets: vec![
+                Resnet::new(top, top, self, device),
+                Resnet::new(top, top, self, device),
+            ],
+            attentions: if self.mid_block_add_attention {
+                vec![SpatialAttention::new(top, self, device)]
+            } else {
+                vec![]
+            },
+        };
+        let down_blocks = (0..levels)
+            .map(|i| {
+                let (cin, cout) = (if i == 0 { boc[0] } else { boc[i - 1] }, boc[i]);
+                DownBlock {
+                    resnets: (0..self.layers_per_block)
+                        .map(|j| Resnet::new(if j == 0 { cin } else { cout }, cout, self, device))
+                        .collect(),
+                    downsamplers: if i + 1 < levels {
+                        vec![Downsample {
+                            conv: Conv2dConfig::new([cout, cout], [3, 3])
+                                .with_stride([2, 2])
+                                .with_padding(PaddingConfig2d::Explicit(0, 0, 1, 1))
+                                .init(device),
+                        }]
+                    } else {
+                        vec![]
+                    },
+                }
+            })
+            .collect();
+        let reversed: Vec<usize> = boc.iter().rev().copied().collect();
+        let up_blocks = (0..levels)
+            .map(|i| {
+                let (cin, cout) = (
+                    if i == 0 { reversed[0] } else { reversed[i - 1] },
+                    reversed[i],
+                );
+                UpBlock {
+                    resnets: (0..=self.layers_per_block)
+                        .map(|j| Resnet::new(if j == 0 { cin } else { cout }, cout, self, device))
+                        .collect(),
+                    upsamplers: if i + 1 < levels {
+                        vec![Upsample {
+                            conv: conv(cout, cout, 3),
+                        }]
+                    } else {
+                        vec![]
+                    },
+                }
+            })
+            .collect();
+        let z = self.latent_channels;
+        Ok(Vae {
+            encoder: VaeEncoder {
+                conv_in: conv(self.in_channels, boc[0], 3),
+                down_blocks,
+                mid_block: mid(),
+                conv_norm_out: norm(top),
+                conv_out: conv(top, 2 * z, 3),
+            },
+            decoder: VaeDecoder {
+                conv_in: conv(z, top, 3),
+                mid_block: mid(),
+                up_blocks,
+                conv_norm_out: norm(boc[0]),
+                conv_out: conv(boc[0], self.out_channels, 3),
+            },
+            quant_conv: self.use_quant_conv.then(|| conv(2 * z, 2 * z, 1)),
+            post_quant_conv: self.use_post_quant_conv.then(|| conv(z, z, 1)),
+            latent_channels: z,
+        })
+    }
+}
+
+/// A `k x k` convolution with "same" padding.
+fn conv2d(cin: usize, cout: usize, k: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([cin, cout], [k, k])
+        .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
+        .init(device)
+}
+
+/// diffusers' `AutoencoderKL`.
+#[derive(Module, Debug)]
+pub struct Vae {
+    encoder: VaeEncoder,
+    decoder: VaeDecoder,
+    quant_conv: Option<Conv2d>,
+    post_quant_conv: Option<Conv2d>,
+    latent_channels: usize,
+}
+
+#[derive(Module, Debug)]
+struct VaeEncoder {
+    conv_in: Conv2d,
+    down_blocks: Vec<DownBlock>,
+    mid_block: MidBlock,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+#[derive(Module, Debug)]
+struct VaeDecoder {
+    conv_in: Conv2d,
+    mid_block: MidBlock,
+    up_blocks: Vec<UpBlock>,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+#[derive(Module, Debug)]
+struct DownBlock {
+    resnets: Vec<Resnet>,
+    downsamplers: Vec<Downsample>,
+}
+
+#[derive(Module, Debug)]
+struct UpBlock {
+    resnets: Vec<Resnet>,
+    upsamplers: Vec<Upsample>,
+}
+
+#[derive(Module, Debug)]
+struct MidBlock {
+    resnets: Vec<Resnet>,
+    attentions: Vec<SpatialAttention>,
+}
+
+/// diffusers' `ResnetBlock2D` (no time embedding).
+#[derive(Module, Debug)]
+struct Resnet {
+    norm1: GroupNorm,
+    conv1: Conv2d,
+    norm2: GroupNorm,
+    conv2: Conv2d,
+    conv_shortcut: Option<Conv2d>,
+}
+
+#[derive(Module, Debug)]
+struct Downsample {
+    conv: Conv2d,
+}
+
+#[derive(Module, Debug)]
+struct Upsample {
+    conv: Conv2d,
+}
+
+/// Single-head self-attention over the pixels of a feature map, with residual.
+#[derive(Module, Debug)]
+struct SpatialAttention {
+    group_norm: GroupNorm,
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Vec<Linear>,
+}
+
+impl Resnet {
+    fn new(cin: usize, cout: usize, cfg: &VaeConfig, device: &Device) -> Self {
+        let norm = |c| {
+            GroupNormConfig::new(cfg.norm_num_groups, c)
+                .with_epsilon(EPS)
+                .init(device)
+        };
+        Self {
+            norm1: norm(cin),
+            conv1: conv2d(cin, cout, 3, device),
+            norm2: norm(cout),
+            conv2: conv2d(cout, cout, 3, device),
+            conv_shortcut: (cin != cout).then(|| conv2d(cin, cout, 1, device)),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let x = match &self.conv_shortcut {
+            Some(conv) => conv.forward(x),
+            None => x,
+        };
+        x + h
+    }
+}
+
+impl SpatialAttention {
+    fn new(c: usize, cfg: &VaeConfig, device: &Device) -> Self {
+        let linear = || LinearConfig::new(c, c).init(device);
+        Self {
+            group_norm: GroupNormConfig::new(cfg.norm_num_groups, c)
+                .with_epsilon(EPS)
+                .init(device),
+            to_q: linear(),
+            to_k: linear(),
+            to_v: linear(),
+            to_out: vec![linear()],
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        // b c h w -> b 1 (h w) c
+        let tokens = self
+            .group_norm
+            .forward(x.clone())
+            .reshape([b, c, h * w])
+            .swap_dims(1, 2);
+        let heads = |lin: &Linear| lin.forward(tokens.clone()).unsqueeze_dim::<4>(1);
+        let out = attention(
+            heads(&self.to_q),
+            heads(&self.to_k),
+            heads(&self.to_v),
+            None,
+            None,
+            AttentionModuleOptions::default(),
+        );
+        let out = self.to_out[0].forward(out.squeeze_dim::<3>(1)); // b (h w) c
+        x + out.swap_dims(1, 2).reshape([b, c, h, w])
+    }
+}
+
+impl MidBlock {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.resnets[0].forward(x);
+        let x = match self.attentions.first() {
+            Some(attn) => attn.forward(x),
+            None => x,
+        };
+        self.resnets[1].forward(x)
+    }
+}
+
+/// Nearest-neighbour 2x upsampling: `b c h w -> b c (h 2) (w 2)`.
+fn upsample_nearest(x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h, 1, w, 1])
+        .expand([b, c, h, 2, w, 2])
+        .reshape([b, c, 2 * h, 2 * w])
+}
+
+impl Vae {
+    /// The mean of the latent distribution (unscaled), `[B, z, H/2^(n-1), W/2^(n-1)]`.
+    ///
+    /// # Shapes
+    /// - x: `[B, C, H, W]` in `[-1, 1]`
+    pub fn encode_mean(&self, x: Tensor<4>) -> Tensor<4> {
+        let e = &self.encoder;
+        let mut h = e.conv_in.forward(x);
+        for block in &e.down_blocks {
+            for resnet in &block.resnets {
+                h = resnet.forward(h);
+            }
+            for down in &block.downsamplers {
+                h = down.conv.forward(h);
+            }
+        }
+        let h = e.mid_block.forward(h);
+        let moments = e.conv_out.forward(silu(e.conv_norm_out.forward(h)));
+        let moments = match &self.quant_conv {
+            Some(conv) => conv.forward(moments),
+            None => moments,
+        };
+        moments.narrow(1, 0, self.latent_channels)
+    }
+
+    /// Decodes (unscaled) latents to images in about `[-1, 1]`.
+    ///
+    /// # Shapes
+    /// - z: `[B, z, h, w]`; output `[B, C, h 2^(n-1), w 2^(n-1)]`
+    pub fn decode(&self, z: Tensor<4>) -> Tensor<4> {
+        let d = &self.decoder;
+        let z = match &self.post_quant_conv {
+            Some(conv) => conv.forward(z),
+            None => z,
+        };
+        let mut h = d.mid_block.forward(d.conv_in.forward(z));
+        for block in &d.up_blocks {
+            for resnet in &block.resnets {
+                h = resnet.forward(h);
+            }
+            for up in &block.upsamplers {
+                h = up.conv.forward(upsample_nearest(h));
+            }
+        }
+        d.conv_out.forward(silu(d.conv_norm_out.forward(h)))
+    }
+}
