@@ -15,8 +15,10 @@ pub mod ae;
 pub mod clip;
 pub mod error;
 pub mod metrics;
+pub mod resnet;
 pub mod schedulers;
 pub mod tokenizer;
+pub mod unet;
 pub mod vae;
 pub mod weights;
 

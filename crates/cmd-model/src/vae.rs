@@ -12,6 +12,8 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
+use crate::resnet::{Resnet, conv2d, upsample_nearest};
+
 /// The fields of a diffusers `AutoencoderKL` `config.json` the model needs.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(default)]
@@ -136,8 +138,8 @@ impl VaeConfig {
         };
         let mid = || MidBlock {
             resnets: vec![
-                Resnet::new(top, top, self, device),
-                Resnet::new(top, top, self, device),
+                Resnet::new(top, top, self.norm_num_groups, EPS, None, device),
+                Resnet::new(top, top, self.norm_num_groups, EPS, None, device),
             ],
             attentions: if self.mid_block_add_attention {
                 vec![SpatialAttention::new(top, self, device)]
@@ -150,7 +152,16 @@ impl VaeConfig {
                 let (cin, cout) = (if i == 0 { boc[0] } else { boc[i - 1] }, boc[i]);
                 DownBlock {
                     resnets: (0..self.layers_per_block)
-                        .map(|j| Resnet::new(if j == 0 { cin } else { cout }, cout, self, device))
+                        .map(|j| {
+                            Resnet::new(
+                                if j == 0 { cin } else { cout },
+                                cout,
+                                self.norm_num_groups,
+                                EPS,
+                                None,
+                                device,
+                            )
+                        })
                         .collect(),
                     downsamplers: if i + 1 < levels {
                         vec![Downsample {
@@ -174,7 +185,16 @@ impl VaeConfig {
                 );
                 UpBlock {
                     resnets: (0..=self.layers_per_block)
-                        .map(|j| Resnet::new(if j == 0 { cin } else { cout }, cout, self, device))
+                        .map(|j| {
+                            Resnet::new(
+                                if j == 0 { cin } else { cout },
+                                cout,
+                                self.norm_num_groups,
+                                EPS,
+                                None,
+                                device,
+                            )
+                        })
                         .collect(),
                     upsamplers: if i + 1 < levels {
                         vec![Upsample {
@@ -207,13 +227,6 @@ impl VaeConfig {
             latent_channels: z,
         })
     }
-}
-
-/// A `k x k` convolution with "same" padding.
-fn conv2d(cin: usize, cout: usize, k: usize, device: &Device) -> Conv2d {
-    Conv2dConfig::new([cin, cout], [k, k])
-        .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
-        .init(device)
 }
 
 /// diffusers' `AutoencoderKL`.
@@ -262,16 +275,6 @@ struct MidBlock {
     attentions: Vec<SpatialAttention>,
 }
 
-/// diffusers' `ResnetBlock2D` (no time embedding).
-#[derive(Module, Debug)]
-struct Resnet {
-    norm1: GroupNorm,
-    conv1: Conv2d,
-    norm2: GroupNorm,
-    conv2: Conv2d,
-    conv_shortcut: Option<Conv2d>,
-}
-
 #[derive(Module, Debug)]
 struct Downsample {
     conv: Conv2d,
@@ -290,33 +293,6 @@ struct SpatialAttention {
     to_k: Linear,
     to_v: Linear,
     to_out: Vec<Linear>,
-}
-
-impl Resnet {
-    fn new(cin: usize, cout: usize, cfg: &VaeConfig, device: &Device) -> Self {
-        let norm = |c| {
-            GroupNormConfig::new(cfg.norm_num_groups, c)
-                .with_epsilon(EPS)
-                .init(device)
-        };
-        Self {
-            norm1: norm(cin),
-            conv1: conv2d(cin, cout, 3, device),
-            norm2: norm(cout),
-            conv2: conv2d(cout, cout, 3, device),
-            conv_shortcut: (cin != cout).then(|| conv2d(cin, cout, 1, device)),
-        }
-    }
-
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
-        let x = match &self.conv_shortcut {
-            Some(conv) => conv.forward(x),
-            None => x,
-        };
-        x + h
-    }
 }
 
 impl SpatialAttention {
@@ -357,21 +333,13 @@ impl SpatialAttention {
 
 impl MidBlock {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.resnets[0].forward(x);
+        let x = self.resnets[0].forward(x, None);
         let x = match self.attentions.first() {
             Some(attn) => attn.forward(x),
             None => x,
         };
-        self.resnets[1].forward(x)
+        self.resnets[1].forward(x, None)
     }
-}
-
-/// Nearest-neighbour 2x upsampling: `b c h w -> b c (h 2) (w 2)`.
-fn upsample_nearest(x: Tensor<4>) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
-    x.reshape([b, c, h, 1, w, 1])
-        .expand([b, c, h, 2, w, 2])
-        .reshape([b, c, 2 * h, 2 * w])
 }
 
 impl Vae {
@@ -384,7 +352,7 @@ impl Vae {
         let mut h = e.conv_in.forward(x);
         for block in &e.down_blocks {
             for resnet in &block.resnets {
-                h = resnet.forward(h);
+                h = resnet.forward(h, None);
             }
             for down in &block.downsamplers {
                 h = down.conv.forward(h);
@@ -412,7 +380,7 @@ impl Vae {
         let mut h = d.mid_block.forward(d.conv_in.forward(z));
         for block in &d.up_blocks {
             for resnet in &block.resnets {
-                h = resnet.forward(h);
+                h = resnet.forward(h, None);
             }
             for up in &block.upsamplers {
                 h = up.conv.forward(upsample_nearest(h));

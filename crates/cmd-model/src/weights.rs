@@ -46,17 +46,22 @@ pub enum WeightsError {
 }
 
 /// Fills `model` from the safetensors `bytes` of `file` (a name for messages). Keys listed in
-/// `ignore` (by prefix) may be present without a place in the model.
+/// `ignore` (by prefix) may be present without a place in the model; `remap` renames file keys
+/// (regex, replacement) where a checkpoint's layout cannot be mirrored by field names.
 pub fn load_safetensors<M: ModuleSnapshot>(
     model: &mut M,
     bytes: Vec<u8>,
     file: &str,
     ignore: &[&str],
+    remap: &[(&str, &str)],
 ) -> Result<(), WeightsError> {
     let mut store = SafetensorsStore::from_bytes(Some(bytes))
         .with_from_adapter(PyTorchToBurnAdapter)
         .allow_partial(true)
         .validate(false);
+    for (from, to) in remap {
+        store = store.with_key_remapping(*from, *to);
+    }
     let file = file.to_string();
     let result = model
         .load_from(&mut store)

@@ -24,7 +24,7 @@ fn config(dir: &Path) -> ClipTextConfig {
 fn load(dir: &Path, device: &Device) -> Result<ClipTextModel, WeightsError> {
     let mut model = config(dir).init(device);
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
-    load_safetensors(&mut model, bytes, "model.safetensors", &[])?;
+    load_safetensors(&mut model, bytes, "model.safetensors", &[], &[])?;
     Ok(model)
 }
 
@@ -103,7 +103,14 @@ fn serialize(tensors: &HashMap<String, (Vec<usize>, Vec<u8>)>) -> Vec<u8> {
 
 fn load_bytes(dir: &Path, bytes: Vec<u8>) -> WeightsError {
     let mut model = config(dir).init(&Device::flex());
-    load_safetensors(&mut model, bytes, "text_encoder/model.safetensors", &[]).unwrap_err()
+    load_safetensors(
+        &mut model,
+        bytes,
+        "text_encoder/model.safetensors",
+        &[],
+        &[],
+    )
+    .unwrap_err()
 }
 
 #[test]

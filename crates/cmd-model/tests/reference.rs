@@ -49,7 +49,7 @@ fn autoencoder_matches_pytorch() {
     let mut model = config().init(&device).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     // The fixture also holds the reference inputs and outputs under `io.`.
-    load_safetensors(&mut model, bytes.clone(), FIXTURE, &["io."]).unwrap();
+    load_safetensors(&mut model, bytes.clone(), FIXTURE, &["io."], &[]).unwrap();
 
     let file = SafeTensors::deserialize(&bytes).unwrap();
     let (x, shape) = io(&file, "io.input");

@@ -46,6 +46,7 @@ fn vae_matches_diffusers() {
         weights,
         "vae/diffusion_pytorch_model.safetensors",
         &[],
+        &[],
     )
     .unwrap();
 
