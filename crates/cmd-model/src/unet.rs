@@ -333,15 +333,40 @@ struct FeedForward {
 }
 
 impl UnetConfig {
+    /// Stable Diffusion 1.5's `unet/config.json` (CLIP ViT-L text states of width 768).
+    pub fn sd15() -> Self {
+        Self {
+            cross_attention_dim: 768,
+            ..Self::default()
+        }
+    }
+
+    /// Stable Diffusion 2.1(-base)'s `unet/config.json` (OpenCLIP ViT-H text states of width
+    /// 1024, per-block heads, linear projections).
+    pub fn sd21() -> Self {
+        Self {
+            cross_attention_dim: 1024,
+            attention_head_dim: PerBlock::Each(vec![5, 10, 20, 20]),
+            use_linear_projection: true,
+            ..Self::default()
+        }
+    }
+
     /// Checkpoint key renames this layout needs: diffusers' `ff.net.0.proj` / `ff.net.2`
     /// (a list with a dropout in between) and the conv-or-linear `proj_in` / `proj_out`.
     pub fn key_remapping(&self) -> Vec<(&'static str, &'static str)> {
         // Only the Transformer2D projections (directly under `attentions.N`), not the
         // feed-forward's renamed `ff.proj_in`.
         let projection = if self.use_linear_projection {
-            ("\\.attentions\\.(\\d+)\\.(proj_in|proj_out)\\.", ".attentions.$1.$2.Linear.")
+            (
+                "\\.attentions\\.(\\d+)\\.(proj_in|proj_out)\\.",
+                ".attentions.$1.$2.Linear.",
+            )
         } else {
-            ("\\.attentions\\.(\\d+)\\.(proj_in|proj_out)\\.", ".attentions.$1.$2.Conv.")
+            (
+                "\\.attentions\\.(\\d+)\\.(proj_in|proj_out)\\.",
+                ".attentions.$1.$2.Conv.",
+            )
         };
         vec![
             ("\\.ff\\.net\\.0\\.proj\\.", ".ff.proj_in."),

@@ -81,3 +81,19 @@ fn unsupported_unet_configs_name_the_field() {
         "{err}"
     );
 }
+
+#[test]
+fn full_size_layouts_have_the_real_parameter_counts() {
+    // diffusers 0.35.2: UNet2DConditionModel(cross_attention_dim=768) and the SD2.1 variant,
+    // counted on the meta device (see tests/reference/README.md).
+    use burn::module::Module;
+    let device = Device::flex();
+    assert_eq!(
+        UnetConfig::sd15().init(&device).unwrap().num_params(),
+        859_520_964
+    );
+    assert_eq!(
+        UnetConfig::sd21().init(&device).unwrap().num_params(),
+        865_910_724
+    );
+}

@@ -5,15 +5,77 @@ use std::time::Instant;
 use anyhow::{Result, ensure};
 use burn::tensor::{Device, Distribution, Tensor};
 use cmd_model::AutoencoderConfig;
+use cmd_model::unet::UnetConfig;
 
-use crate::cli::{BenchArgs, BenchTarget};
+use crate::cli::{BenchArgs, BenchTarget, UnetLayout};
 use crate::device;
 use crate::tensor_io::to_scalar;
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     match args.target {
         BenchTarget::Ae => bench_ae(args),
+        BenchTarget::Unet => bench_unet(args),
     }
+}
+
+fn bench_unet(args: &BenchArgs) -> Result<()> {
+    ensure!(args.iters > 0, "--iters must be positive");
+    ensure!(
+        args.height.is_multiple_of(8)
+            && args.width.is_multiple_of(8)
+            && args.height > 0
+            && args.width > 0,
+        "--height and --width (latent size) must be positive multiples of 8, found {}x{}",
+        args.height,
+        args.width
+    );
+    let cfg = match args.config {
+        UnetLayout::Sd15 => UnetConfig::sd15(),
+        UnetLayout::Sd21 => UnetConfig::sd21(),
+    };
+    let device = device::open(args.device)?;
+    let unet = cfg.init(&device)?;
+    let params = burn::module::Module::num_params(&unet);
+    let x = Tensor::<4>::random(
+        [1, cfg.in_channels, args.height, args.width],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let text = Tensor::<3>::random(
+        [1, 77, cfg.cross_attention_dim],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let mut peak = Peak::new(&device);
+    let mut ms = Vec::new();
+    for i in 0..=args.iters {
+        let t0 = Instant::now();
+        sync(&device, unet.forward(x.clone(), &[500.0], &text))?;
+        peak.sample(&device);
+        if i > 0 {
+            ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "UNet {:?} ({:.0} M parameters, random weights), latent {}x{}, device {:?}, {} timed runs",
+        args.config,
+        params as f64 / 1e6,
+        args.height,
+        args.width,
+        args.device,
+        args.iters
+    );
+    println!("| ms per UNet evaluation (median) | min ms | peak memory |");
+    println!("|---:|---:|---:|");
+    println!(
+        "| {:.0} | {:.0} | {} |",
+        ms[ms.len() / 2],
+        ms[0],
+        peak.describe()
+    );
+    println!("(a CFG sampling step is two evaluations)");
+    Ok(())
 }
 
 fn bench_ae(args: &BenchArgs) -> Result<()> {

@@ -130,6 +130,24 @@ pub struct BenchArgs {
     /// Override the preset's depth (to time the big presets quickly on a CPU).
     #[arg(long)]
     pub depth: Option<usize>,
+    /// `bench unet`: the UNet layout (random weights).
+    #[arg(long, value_enum, default_value = "sd15")]
+    pub config: UnetLayout,
+    /// `bench unet`: latent height.
+    #[arg(long, default_value_t = 64)]
+    pub height: usize,
+    /// `bench unet`: latent width.
+    #[arg(long, default_value_t = 64)]
+    pub width: usize,
+}
+
+/// Stable Diffusion UNet layouts.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum UnetLayout {
+    /// Stable Diffusion 1.5.
+    Sd15,
+    /// Stable Diffusion 2.1.
+    Sd21,
 }
 
 /// Benchmarks.
@@ -137,4 +155,6 @@ pub struct BenchArgs {
 pub enum BenchTarget {
     /// Autoencoder encode and decode.
     Ae,
+    /// One Stable Diffusion UNet evaluation (batch 1, 77 text tokens).
+    Unet,
 }

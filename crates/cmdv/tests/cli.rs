@@ -290,6 +290,9 @@ fn bad_inputs_give_one_clear_error() {
         assert!(err.contains(expected), "{extra:?}: {err}");
     }
 
+    let err = fails(&["bench", "unet", "--height", "30"]);
+    assert!(err.contains("--height") && err.contains("30x64"), "{err}");
+
     #[cfg(not(feature = "cuda"))]
     {
         let err = fails(&["bench", "ae", "--device", "cuda"]);
