@@ -3,10 +3,13 @@
 //!
 //! Module fields are named after the checkpoint keys, so the only translation is burn-store's
 //! `PyTorchToBurnAdapter`: linear weights are transposed (`[out, in]` -> `[in, out]`) and
-//! LayerNorm/GroupNorm `weight`/`bias` become `gamma`/`beta`. Weights come as bytes, so this
-//! works the same natively and in a browser.
+//! LayerNorm/GroupNorm `weight`/`bias` become `gamma`/`beta`; f16 and bf16 tensors are cast to
+//! f32. Weights come as bytes, so this works the same natively and in a browser.
 
-use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::tensor::DType;
+use burn_store::{
+    FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+};
 
 /// Why a weights file does not fit a model.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -55,8 +58,10 @@ pub fn load_safetensors<M: ModuleSnapshot>(
     ignore: &[&str],
     remap: &[(&str, &str)],
 ) -> Result<(), WeightsError> {
+    // f16/bf16 checkpoints load into f32 models.
+    let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32));
     let mut store = SafetensorsStore::from_bytes(Some(bytes))
-        .with_from_adapter(PyTorchToBurnAdapter)
+        .with_from_adapter(adapter)
         .allow_partial(true)
         .validate(false);
     for (from, to) in remap {

@@ -83,3 +83,51 @@ fn unsupported_vae_configs_name_the_field() {
     let err = config.init(&Device::flex()).unwrap_err().to_string();
     assert!(err.contains("'norm_num_groups'"), "{err}");
 }
+
+#[test]
+fn half_precision_weights_load_into_an_f32_model() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/reference/vae");
+    let device = Device::flex();
+    let config: VaeConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let bytes = std::fs::read(dir.join("diffusion_pytorch_model.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    // The same weights stored as f16, as many published checkpoints are.
+    let halves: Vec<(String, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| {
+            let data = v
+                .data()
+                .chunks_exact(4)
+                .flat_map(|b| {
+                    half::f16::from_f32(f32::from_le_bytes(b.try_into().unwrap())).to_le_bytes()
+                })
+                .collect();
+            (k, v.shape().to_vec(), data)
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = halves
+        .iter()
+        .map(|(k, s, d)| {
+            (
+                k.clone(),
+                TensorView::new(Dtype::F16, s.clone(), d).unwrap(),
+            )
+        })
+        .collect();
+    let f16_file = safetensors::serialize(views, None).unwrap();
+    let mut vae = config.init(&device).unwrap();
+    load_safetensors(&mut vae, f16_file, "vae-fp16.safetensors", &[], &[]).unwrap();
+
+    let io = std::fs::read(dir.join("io.safetensors")).unwrap();
+    let io = SafeTensors::deserialize(&io).unwrap();
+    let (mean, _) = tensor4(&io, "mean", &device);
+    let (_, want) = tensor4(&io, "decoded", &device);
+    let got = vae.decode(mean);
+    assert_eq!(got.dtype(), burn::tensor::DType::F32);
+    let got = got.into_data().try_into_vec::<f32>().unwrap();
+    let err = relative_l2(&got, &want);
+    assert!(err < 2e-3, "f16 weights: relative L2 {err:e}");
+}
