@@ -2,20 +2,16 @@
 //! loaded from diffusers-style `text_encoder/` folders through the same code users use, and
 //! the weight-loading errors.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
 
-use burn::tensor::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::tensor::Device;
 use cmd_model::clip::{ClipTextConfig, ClipTextModel};
 use cmd_model::weights::{WeightsError, load_safetensors};
 use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
-
-fn folder(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/reference")
-        .join(name)
-}
 
 fn config(dir: &Path) -> ClipTextConfig {
     serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
@@ -28,34 +24,11 @@ fn load(dir: &Path, device: &Device) -> Result<ClipTextModel, WeightsError> {
     Ok(model)
 }
 
-fn f32s(file: &SafeTensors, name: &str) -> Vec<f32> {
-    let view = file.tensor(name).unwrap();
-    view.data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect()
-}
-
-fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().unwrap()
-}
-
-fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let d: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-        .sum();
-    let n: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (d / n).sqrt()
-}
-
 #[test]
 fn text_encoders_match_transformers() {
     let device = Device::flex();
     for name in ["clip_text_quick_gelu", "clip_text_gelu"] {
-        let dir = folder(name);
+        let dir = common::reference(name);
         let model = load(&dir, &device).unwrap();
         let io = std::fs::read(dir.join("io.safetensors")).unwrap();
         let io = SafeTensors::deserialize(&io).unwrap();
@@ -68,12 +41,12 @@ fn text_encoders_match_transformers() {
             .collect();
         let out = model.encode(&ids, 77, &device);
         for (key, got) in [
-            ("last_hidden_state", host(out.last_hidden_state)),
-            ("penultimate", host(out.penultimate)),
-            ("pooled", host(out.pooled)),
+            ("last_hidden_state", common::host(out.last_hidden_state)),
+            ("penultimate", common::host(out.penultimate)),
+            ("pooled", common::host(out.pooled)),
         ] {
-            let err = relative_l2(&got, &f32s(&io, key));
-            assert!(err < 1e-4, "{name} {key}: relative L2 {err:e}");
+            let what = format!("{name} {key}");
+            common::assert_l2_close(&got, &common::f32s(&io, key).0, 1e-4, &what);
         }
     }
 }
@@ -115,7 +88,7 @@ fn load_bytes(dir: &Path, bytes: Vec<u8>) -> WeightsError {
 
 #[test]
 fn bad_weight_files_are_named() {
-    let dir = folder("clip_text_gelu");
+    let dir = common::reference("clip_text_gelu");
     let good = tensors(&dir);
 
     let mut missing = good.clone();

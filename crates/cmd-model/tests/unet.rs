@@ -2,41 +2,18 @@
 //! for the SD1.5 layout (conv projections) and the SD2.1 layout (linear projections, per-block
 //! heads), loaded from diffusers `unet/` folders through the same code users use.
 
-use std::path::Path;
+mod common;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use cmd_model::unet::UnetConfig;
 use cmd_model::weights::load_safetensors;
 use safetensors::SafeTensors;
-
-fn values(file: &SafeTensors, name: &str) -> (Vec<f32>, Vec<usize>) {
-    let view = file.tensor(name).unwrap();
-    let v = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    (v, view.shape().to_vec())
-}
-
-fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let d: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-        .sum();
-    let n: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (d / n).sqrt()
-}
 
 #[test]
 fn unets_match_diffusers() {
     let device = Device::flex();
     for name in ["unet_sd15", "unet_sd21"] {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/reference")
-            .join(name);
+        let dir = common::reference(name);
         let config: UnetConfig =
             serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
                 .unwrap();
@@ -46,26 +23,15 @@ fn unets_match_diffusers() {
 
         let io = std::fs::read(dir.join("io.safetensors")).unwrap();
         let io = SafeTensors::deserialize(&io).unwrap();
-        let (x, shape) = values(&io, "sample");
-        let x = Tensor::<4>::from_data(
-            TensorData::new(x, [shape[0], shape[1], shape[2], shape[3]]),
-            &device,
-        );
-        let (t, _) = values(&io, "timesteps");
-        let t: Vec<f64> = t.iter().map(|v| *v as f64).collect();
-        let (text, shape) = values(&io, "text");
-        let text = Tensor::<3>::from_data(
-            TensorData::new(text, [shape[0], shape[1], shape[2]]),
-            &device,
-        );
-        let (want, _) = values(&io, "eps");
-        let got = unet
-            .forward(x, &t, &text)
-            .into_data()
-            .try_into_vec::<f32>()
-            .unwrap();
-        let err = relative_l2(&got, &want);
-        assert!(err < 1e-4, "{name}: relative L2 {err:e}");
+        let x = common::tensor::<4>(&io, "sample", &device);
+        let t: Vec<f64> = common::f32s(&io, "timesteps")
+            .0
+            .iter()
+            .map(|v| *v as f64)
+            .collect();
+        let text = common::tensor::<3>(&io, "text", &device);
+        let got = common::host(unet.forward(x, &t, &text));
+        common::assert_l2_close(&got, &common::f32s(&io, "eps").0, 1e-4, name);
     }
 }
 

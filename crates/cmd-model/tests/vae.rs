@@ -1,41 +1,16 @@
 //! AutoencoderKL parity with diffusers 0.35.2 (`tests/reference/make_vae_fixture.py`), loaded
 //! from a diffusers `vae/` folder through the same code users use.
 
-use std::path::Path;
+mod common;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use cmd_model::vae::VaeConfig;
 use cmd_model::weights::load_safetensors;
 use safetensors::SafeTensors;
 
-fn tensor4(file: &SafeTensors, name: &str, device: &Device) -> (Tensor<4>, Vec<f32>) {
-    let view = file.tensor(name).unwrap();
-    let values: Vec<f32> = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    let shape: [usize; 4] = view.shape().try_into().unwrap();
-    (
-        Tensor::from_data(TensorData::new(values.clone(), shape), device),
-        values,
-    )
-}
-
-fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let d: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-        .sum();
-    let n: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (d / n).sqrt()
-}
-
 #[test]
 fn vae_matches_diffusers() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/reference/vae");
+    let dir = common::reference("vae");
     let device = Device::flex();
     let config: VaeConfig =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
@@ -52,20 +27,12 @@ fn vae_matches_diffusers() {
 
     let io = std::fs::read(dir.join("io.safetensors")).unwrap();
     let io = SafeTensors::deserialize(&io).unwrap();
-    let (x, _) = tensor4(&io, "input", &device);
-    let (mean, want_mean) = tensor4(&io, "mean", &device);
-    let (_, want_decoded) = tensor4(&io, "decoded", &device);
-
-    let got = vae
-        .encode_mean(x)
-        .into_data()
-        .try_into_vec::<f32>()
-        .unwrap();
-    let err = relative_l2(&got, &want_mean);
-    assert!(err < 1e-4, "encode: relative L2 {err:e}");
-    let got = vae.decode(mean).into_data().try_into_vec::<f32>().unwrap();
-    let err = relative_l2(&got, &want_decoded);
-    assert!(err < 1e-4, "decode: relative L2 {err:e}");
+    let x = common::tensor::<4>(&io, "input", &device);
+    let mean = common::tensor::<4>(&io, "mean", &device);
+    let got = common::host(vae.encode_mean(x));
+    common::assert_l2_close(&got, &common::f32s(&io, "mean").0, 1e-4, "encode");
+    let got = common::host(vae.decode(mean));
+    common::assert_l2_close(&got, &common::f32s(&io, "decoded").0, 1e-4, "decode");
 }
 
 #[test]
@@ -87,7 +54,7 @@ fn unsupported_vae_configs_name_the_field() {
 #[test]
 fn half_precision_weights_load_into_an_f32_model() {
     use safetensors::tensor::{Dtype, TensorView};
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/reference/vae");
+    let dir = common::reference("vae");
     let device = Device::flex();
     let config: VaeConfig =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
@@ -123,11 +90,8 @@ fn half_precision_weights_load_into_an_f32_model() {
 
     let io = std::fs::read(dir.join("io.safetensors")).unwrap();
     let io = SafeTensors::deserialize(&io).unwrap();
-    let (mean, _) = tensor4(&io, "mean", &device);
-    let (_, want) = tensor4(&io, "decoded", &device);
-    let got = vae.decode(mean);
+    let got = vae.decode(common::tensor::<4>(&io, "mean", &device));
     assert_eq!(got.dtype(), burn::tensor::DType::F32);
-    let got = got.into_data().try_into_vec::<f32>().unwrap();
-    let err = relative_l2(&got, &want);
-    assert!(err < 2e-3, "f16 weights: relative L2 {err:e}");
+    let want = common::f32s(&io, "decoded").0;
+    common::assert_l2_close(&common::host(got), &want, 2e-3, "f16 weights");
 }
