@@ -27,6 +27,23 @@ pub enum TokenizerError {
     Encode(String),
 }
 
+/// CLIP's pre-tokenisation pattern (contractions, letter runs, single digits, other runs).
+const CLIP_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+
+/// An added special token entry for a `tokenizer.json`.
+fn special(
+    id: Option<&serde_json::Value>,
+    content: &str,
+) -> Result<serde_json::Value, TokenizerError> {
+    let id = id
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| TokenizerError::MissingToken(content.to_string()))?;
+    Ok(
+        serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+        "rstrip": false, "normalized": false, "special": true}),
+    )
+}
+
 /// A CLIP tokenizer framed for Stable Diffusion text encoders.
 #[derive(Debug, Clone)]
 pub struct ClipTokenizer {
@@ -69,6 +86,62 @@ impl ClipTokenizer {
             inner,
             max_len: Self::MAX_LEN,
         })
+    }
+
+    /// Builds the tokenizer from the `vocab.json` + `merges.txt` pair that diffusers folders
+    /// carry in `tokenizer/`, with the CLIP text pipeline of transformers' converter (NFC,
+    /// whitespace collapsed, lower case; CLIP's split pattern; byte-level BPE with `</w>`).
+    pub fn from_vocab_merges(
+        vocab_json: &str,
+        merges_txt: &str,
+        pad_token: Option<&str>,
+    ) -> Result<Self, TokenizerError> {
+        let vocab: serde_json::Value = serde_json::from_str(vocab_json)
+            .map_err(|e| TokenizerError::Parse(format!("vocab.json: {e}")))?;
+        if !vocab.is_object() {
+            return Err(TokenizerError::Parse(
+                "vocab.json: expected an object".into(),
+            ));
+        }
+        // transformers reads merges 1..=48894: the header line is skipped, the rest ignored.
+        let merges: Vec<Vec<&str>> = merges_txt
+            .lines()
+            .filter(|l| !l.starts_with("#version"))
+            .take(49152 - 256 - 2)
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        if let Some(bad) = merges.iter().find(|m| m.len() != 2) {
+            return Err(TokenizerError::Parse(format!(
+                "merges.txt: expected two tokens per line, found {bad:?}"
+            )));
+        }
+        let json = serde_json::json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": [
+                special(vocab.get("<|startoftext|>"), "<|startoftext|>")?,
+                special(vocab.get("<|endoftext|>"), "<|endoftext|>")?,
+            ],
+            "normalizer": {"type": "Sequence", "normalizers": [
+                {"type": "NFC"},
+                {"type": "Replace", "pattern": {"Regex": "\\s+"}, "content": " "},
+                {"type": "Lowercase"}]},
+            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": CLIP_SPLIT}, "behavior": "Removed",
+                 "invert": true},
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+                 "use_regex": true}]},
+            "post_processor": null,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
+                        "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": "<|endoftext|>",
+                      "continuing_subword_prefix": "", "end_of_word_suffix": "</w>",
+                      "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                      "vocab": vocab, "merges": merges}
+        });
+        Self::from_json(json.to_string().as_bytes(), pad_token)
     }
 
     /// `[bos, prompt tokens (at most 75), eos, pad...]`, 77 ids.

@@ -52,3 +52,40 @@ fn bad_tokenizer_files_are_refused() {
     let err = ClipTokenizer::from_json(&bytes, Some("<pad>")).unwrap_err();
     assert_eq!(err.to_string(), "tokenizer has no token '<pad>'");
 }
+
+/// A diffusers `tokenizer/` folder carries `vocab.json` + `merges.txt`: written here from the
+/// fixture's tokenizer.json, they must give the same ids.
+#[test]
+fn vocab_and_merges_give_the_same_ids() {
+    let bytes =
+        std::fs::read(fixtures().join("tokenizer/clip-vit-bpe-49408.tokenizer.json")).unwrap();
+    let json: Value = serde_json::from_slice(&bytes).unwrap();
+    let vocab = json["model"]["vocab"].to_string();
+    let mut merges = String::from("#version: 0.2\n");
+    for pair in json["model"]["merges"].as_array().unwrap() {
+        let pair = pair.as_array().unwrap();
+        merges += &format!(
+            "{} {}\n",
+            pair[0].as_str().unwrap(),
+            pair[1].as_str().unwrap()
+        );
+    }
+    let text = std::fs::read_to_string(fixtures().join("reference/tokens.json")).unwrap();
+    let fx: Value = serde_json::from_str(&text).unwrap();
+    for pad in [None, Some("!")] {
+        let from_pair = ClipTokenizer::from_vocab_merges(&vocab, &merges, pad).unwrap();
+        let from_json = tokenizer(pad);
+        for prompt in fx["prompts"].as_array().unwrap() {
+            let prompt = prompt.as_str().unwrap();
+            assert_eq!(
+                from_pair.encode(prompt).unwrap(),
+                from_json.encode(prompt).unwrap(),
+                "{prompt:?}"
+            );
+        }
+    }
+    let err = ClipTokenizer::from_vocab_merges(&vocab, "#version: 0.2\na b c\n", None).unwrap_err();
+    assert!(err.to_string().contains("merges.txt"), "{err}");
+    let err = ClipTokenizer::from_vocab_merges("[1, 2]", &merges, None).unwrap_err();
+    assert!(err.to_string().contains("vocab.json"), "{err}");
+}
