@@ -14,6 +14,14 @@ pub fn conv2d(cin: usize, cout: usize, k: usize, device: &Device) -> Conv2d {
         .init(device)
 }
 
+/// A `3 x 3`, stride-2 convolution (the downsamplers; VAE and UNet pad differently).
+pub fn downsample_conv(c: usize, padding: PaddingConfig2d, device: &Device) -> Conv2d {
+    Conv2dConfig::new([c, c], [3, 3])
+        .with_stride([2, 2])
+        .with_padding(padding)
+        .init(device)
+}
+
 /// Nearest-neighbour 2x upsampling: `b c h w -> b c (h 2) (w 2)`.
 pub fn upsample_nearest(x: Tensor<4>) -> Tensor<4> {
     let [b, c, h, w] = x.dims();

@@ -5,7 +5,7 @@
 
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, silu};
 use burn::tensor::module::attention;
@@ -13,7 +13,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
-use crate::resnet::{Resnet, conv2d, upsample_nearest};
+use crate::resnet::{Resnet, conv2d, downsample_conv, upsample_nearest};
 
 /// `attention_head_dim` / `num_attention_heads`: one number for all blocks, or one per block.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -180,10 +180,11 @@ impl UnetConfig {
                     },
                     downsamplers: if i + 1 < n {
                         vec![Sampler {
-                            conv: Conv2dConfig::new([cout, cout], [3, 3])
-                                .with_stride([2, 2])
-                                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                                .init(device),
+                            conv: downsample_conv(
+                                cout,
+                                PaddingConfig2d::Explicit(1, 1, 1, 1),
+                                device,
+                            ),
                         }]
                     } else {
                         vec![]

@@ -4,7 +4,7 @@
 //! equal the checkpoint keys (`encoder.down_blocks.N.resnets.M.norm1`, ...).
 
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
@@ -12,7 +12,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
-use crate::resnet::{Resnet, conv2d, upsample_nearest};
+use crate::resnet::{Resnet, conv2d, downsample_conv, upsample_nearest};
 
 /// The fields of a diffusers `AutoencoderKL` `config.json` the model needs.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -165,10 +165,11 @@ impl VaeConfig {
                         .collect(),
                     downsamplers: if i + 1 < levels {
                         vec![Downsample {
-                            conv: Conv2dConfig::new([cout, cout], [3, 3])
-                                .with_stride([2, 2])
-                                .with_padding(PaddingConfig2d::Explicit(0, 0, 1, 1))
-                                .init(device),
+                            conv: downsample_conv(
+                                cout,
+                                PaddingConfig2d::Explicit(0, 0, 1, 1),
+                                device,
+                            ),
                         }]
                     } else {
                         vec![]
