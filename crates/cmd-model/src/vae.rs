@@ -78,6 +78,17 @@ pub struct VaeConfigError {
 
 const EPS: f64 = 1e-6;
 
+/// Refuses any entry of `types` other than `allowed`, naming `field`.
+fn only(field: &'static str, types: &[String], allowed: &str) -> Result<(), VaeConfigError> {
+    match types.iter().find(|t| *t != allowed) {
+        Some(t) => Err(VaeConfigError {
+            field,
+            message: format!("'{t}' is not supported ({allowed})"),
+        }),
+        None => Ok(()),
+    }
+}
+
 impl VaeConfig {
     /// Builds the model (random weights), or says which field is not supported.
     pub fn init(&self, device: &Device) -> Result<Vae, VaeConfigError> {
@@ -92,26 +103,12 @@ impl VaeConfig {
                 format!("expected {levels} entries, one per level"),
             );
         }
-        if let Some(t) = self
-            .down_block_types
-            .iter()
-            .find(|t| *t != "DownEncoderBlock2D")
-        {
-            return bad(
-                "down_block_types",
-                format!("'{t}' is not supported (DownEncoderBlock2D)"),
-            );
-        }
-        if let Some(t) = self
-            .up_block_types
-            .iter()
-            .find(|t| *t != "UpDecoderBlock2D")
-        {
-            return bad(
-                "up_block_types",
-                format!("'{t}' is not supported (UpDecoderBlock2D)"),
-            );
-        }
+        only(
+            "down_block_types",
+            &self.down_block_types,
+            "DownEncoderBlock2D",
+        )?;
+        only("up_block_types", &self.up_block_types, "UpDecoderBlock2D")?;
         if self.act_fn != "silu" {
             return bad(
                 "act_fn",

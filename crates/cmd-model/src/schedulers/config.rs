@@ -161,6 +161,22 @@ impl SchedulerConfig {
     }
 }
 
+/// Refuses a number of inference steps outside `1..=max` (`expected` says the range in words).
+pub(crate) fn check_steps(
+    steps: usize,
+    max: usize,
+    expected: &'static str,
+) -> Result<(), SchedulerError> {
+    if steps == 0 || steps > max {
+        return Err(unsupported(
+            "num_inference_steps",
+            &steps.to_string(),
+            expected,
+        ));
+    }
+    Ok(())
+}
+
 /// Replaces `-Infinity`, `Infinity` and `NaN` values (after a `:`) by `null`.
 fn python_non_finite_to_null(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -6,7 +6,7 @@
 
 use burn::tensor::Tensor;
 
-use super::config::{Prediction, SchedulerConfig, SchedulerError, Spacing};
+use super::config::{Prediction, SchedulerConfig, SchedulerError, Spacing, check_steps};
 use super::schedule::{NoiseSchedule, spaced_timesteps};
 
 /// A DDIM sampler for a fixed number of steps.
@@ -23,13 +23,7 @@ impl Ddim {
     pub fn new(config: &SchedulerConfig, steps: usize) -> Result<Self, SchedulerError> {
         config.check_common()?;
         let t = config.num_train_timesteps;
-        if steps == 0 || steps > t {
-            return Err(SchedulerError::Unsupported {
-                field: "num_inference_steps",
-                found: steps.to_string(),
-                expected: "between 1 and num_train_timesteps",
-            });
-        }
+        check_steps(steps, t, "between 1 and num_train_timesteps")?;
         let schedule = NoiseSchedule::new(config);
         let spacing = config.timestep_spacing.unwrap_or(Spacing::Leading);
         let final_alpha_cumprod = if config.set_alpha_to_one {

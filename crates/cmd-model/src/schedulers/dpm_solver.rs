@@ -7,7 +7,9 @@
 
 use burn::tensor::Tensor;
 
-use super::config::{Prediction, SchedulerConfig, SchedulerError, Spacing, unsupported};
+use super::config::{
+    Prediction, SchedulerConfig, SchedulerError, Spacing, check_steps, unsupported,
+};
 use super::schedule::{NoiseSchedule, spaced_timesteps};
 
 /// A DPM-Solver++ sampler (order 1 or 2) for a fixed number of steps. It keeps the previous
@@ -63,13 +65,7 @@ impl<const D: usize> DpmSolver<D> {
             ));
         }
         let t = config.num_train_timesteps;
-        if steps == 0 || steps >= t {
-            return Err(SchedulerError::Unsupported {
-                field: "num_inference_steps",
-                found: steps.to_string(),
-                expected: "between 1 and num_train_timesteps - 1",
-            });
-        }
+        check_steps(steps, t - 1, "between 1 and num_train_timesteps - 1")?;
         let schedule = NoiseSchedule::new(config);
         let spacing = config.timestep_spacing.unwrap_or(Spacing::Linspace);
         let timesteps = spaced_timesteps(spacing, t, steps, steps + 1, config.steps_offset);

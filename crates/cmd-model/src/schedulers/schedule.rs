@@ -63,6 +63,16 @@ impl NoiseSchedule {
         self.alphas_cumprod.is_empty()
     }
 
+    /// `(sqrt(ᾱ_t), sqrt(1 - ᾱ_t))` for each `t` of a batch.
+    fn coefficients(&self, t: &[usize]) -> (Vec<f64>, Vec<f64>) {
+        t.iter()
+            .map(|t| {
+                let a = self.alphas_cumprod[*t];
+                (a.sqrt(), (1.0 - a).sqrt())
+            })
+            .unzip()
+    }
+
     /// `x_t = sqrt(ᾱ_t) x₀ + sqrt(1 - ᾱ_t) ε`, one `t` per sample of the batch.
     pub fn add_noise<const D: usize>(
         &self,
@@ -70,11 +80,7 @@ impl NoiseSchedule {
         noise: Tensor<D>,
         t: &[usize],
     ) -> Tensor<D> {
-        let a: Vec<f64> = t.iter().map(|t| self.alphas_cumprod[*t].sqrt()).collect();
-        let s: Vec<f64> = t
-            .iter()
-            .map(|t| (1.0 - self.alphas_cumprod[*t]).sqrt())
-            .collect();
+        let (a, s) = self.coefficients(t);
         per_sample(x0, &a) + per_sample(noise, &s)
     }
 
@@ -85,12 +91,8 @@ impl NoiseSchedule {
         noise: Tensor<D>,
         t: &[usize],
     ) -> Tensor<D> {
-        let a: Vec<f64> = t.iter().map(|t| self.alphas_cumprod[*t].sqrt()).collect();
-        let s: Vec<f64> = t
-            .iter()
-            .map(|t| -(1.0 - self.alphas_cumprod[*t]).sqrt())
-            .collect();
-        per_sample(noise, &a) + per_sample(x0, &s)
+        let (a, s) = self.coefficients(t);
+        per_sample(noise, &a) - per_sample(x0, &s)
     }
 
     /// What a network trained with `prediction` should output for `(x₀, ε, t)`.
