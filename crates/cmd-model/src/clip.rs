@@ -101,6 +101,10 @@ impl ClipTextConfig {
     }
 }
 
+/// The `eos_token_id` of text-encoder configs saved by old transformers versions (Stable
+/// Diffusion 1.5's among them), which transformers reads as "pool at the highest id".
+const LEGACY_EOS_TOKEN_ID: u32 = 2;
+
 /// What the text encoder gives a pipeline.
 #[derive(Debug, Clone)]
 pub struct TextEncoding {
@@ -226,14 +230,18 @@ impl ClipTextModel {
             }
         }
         let last = self.text_model.final_layer_norm.forward(x);
-        // Pooled: the state at each row's first end-of-text token (transformers' rule).
+        // Pooled: the state at each row's first end-of-text token (transformers' rule). Configs
+        // written before transformers stored the real id say 2; for them transformers takes
+        // the highest id of the row (the end-of-text token, last in CLIP's vocabulary).
         let mut pick = vec![0f32; b * seq_len];
         for (row, chunk) in ids.chunks(seq_len).enumerate() {
-            let at = chunk
-                .iter()
-                .position(|t| *t == self.eos_token_id)
-                .unwrap_or(0);
-            pick[row * seq_len + at] = 1.0;
+            let at = if self.eos_token_id == LEGACY_EOS_TOKEN_ID {
+                let max = chunk.iter().max().copied().unwrap_or(0);
+                chunk.iter().position(|t| *t == max)
+            } else {
+                chunk.iter().position(|t| *t == self.eos_token_id)
+            };
+            pick[row * seq_len + at.unwrap_or(0)] = 1.0;
         }
         let pick = Tensor::<3>::from_data(TensorData::new(pick, [b, seq_len, 1]), device);
         let pooled = (last.clone() * pick).sum_dim(1).squeeze_dim::<2>(1);

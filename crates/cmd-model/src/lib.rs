@@ -15,6 +15,7 @@ pub mod ae;
 pub mod clip;
 pub mod error;
 pub mod metrics;
+pub mod pipelines;
 pub mod resnet;
 pub mod schedulers;
 pub mod tokenizer;

@@ -68,6 +68,8 @@ pub struct UnetConfig {
     pub freq_shift: f64,
     /// Transformer layers per attention (only 1).
     pub transformer_layers_per_block: usize,
+    /// Default latent height and width (diffusers' pipelines sample `sample_size` latents).
+    pub sample_size: usize,
 }
 
 impl Default for UnetConfig {
@@ -98,6 +100,7 @@ impl Default for UnetConfig {
             flip_sin_to_cos: true,
             freq_shift: 0.0,
             transformer_layers_per_block: 1,
+            sample_size: 64,
         }
     }
 }
@@ -334,6 +337,11 @@ struct FeedForward {
 }
 
 impl UnetConfig {
+    /// The factor latent heights and widths must be multiples of: `2^(levels - 1)`.
+    pub fn size_multiple(&self) -> usize {
+        1 << self.block_out_channels.len().saturating_sub(1)
+    }
+
     /// Stable Diffusion 1.5's `unet/config.json` (CLIP ViT-L text states of width 768).
     pub fn sd15() -> Self {
         Self {

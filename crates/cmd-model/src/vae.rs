@@ -90,6 +90,22 @@ fn only(field: &'static str, types: &[String], allowed: &str) -> Result<(), VaeC
 }
 
 impl VaeConfig {
+    /// How much smaller latents are than images: `2^(levels - 1)` (8 for Stable Diffusion).
+    pub fn scale_factor(&self) -> usize {
+        1 << self.block_out_channels.len().saturating_sub(1)
+    }
+
+    /// Renames for checkpoints converted before diffusers renamed the mid-block attention
+    /// (`query`, `key`, `value`, `proj_attn`; Stable Diffusion 1.5's own VAE file uses them).
+    pub fn key_remapping() -> Vec<(&'static str, &'static str)> {
+        vec![
+            (r"(attentions\.\d+)\.query\.", "$1.to_q."),
+            (r"(attentions\.\d+)\.key\.", "$1.to_k."),
+            (r"(attentions\.\d+)\.value\.", "$1.to_v."),
+            (r"(attentions\.\d+)\.proj_attn\.", "$1.to_out.0."),
+        ]
+    }
+
     /// Builds the model (random weights), or says which field is not supported.
     pub fn init(&self, device: &Device) -> Result<Vae, VaeConfigError> {
         let bad = |field, message: String| Err(VaeConfigError { field, message });

@@ -121,3 +121,38 @@ fn bad_weight_files_are_named() {
     let err = load_bytes(&dir, b"definitely not safetensors".to_vec()).to_string();
     assert!(err.contains("not a valid safetensors file"), "{err}");
 }
+
+/// Configs saved by old transformers versions (Stable Diffusion 1.5's) say `eos_token_id: 2`;
+/// transformers then pools at the row's highest id, the end-of-text token of these prompts.
+#[test]
+fn legacy_eos_id_pools_at_the_highest_id() {
+    let device = Device::flex();
+    let dir = common::reference("clip_text_quick_gelu");
+    let mut model = ClipTextConfig {
+        eos_token_id: 2,
+        ..config(&dir)
+    }
+    .init(&device);
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    load_safetensors(&mut model, bytes, "model.safetensors", &[], &[]).unwrap();
+    let io = std::fs::read(dir.join("io.safetensors")).unwrap();
+    let io = SafeTensors::deserialize(&io).unwrap();
+    let ids: Vec<u32> = io
+        .tensor("ids")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32)
+        .collect();
+    assert!(
+        !ids.contains(&2),
+        "the fixture's prompts must not hold id 2"
+    );
+    let pooled = common::host(model.encode(&ids, 77, &device).pooled);
+    common::assert_l2_close(
+        &pooled,
+        &common::f32s(&io, "pooled").0,
+        1e-4,
+        "legacy pooled",
+    );
+}

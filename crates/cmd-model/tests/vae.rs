@@ -95,3 +95,41 @@ fn half_precision_weights_load_into_an_f32_model() {
     let want = common::f32s(&io, "decoded").0;
     common::assert_l2_close(&common::host(got), &want, 2e-3, "f16 weights");
 }
+
+/// Stable Diffusion 1.5's VAE file predates diffusers' attention renaming (`query`, `key`,
+/// `value`, `proj_attn`); such files load and decode the same.
+#[test]
+fn deprecated_attention_names_load() {
+    let dir = common::reference("vae");
+    let device = Device::flex();
+    let bytes = std::fs::read(dir.join("diffusion_pytorch_model.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let old_name = |k: &str| {
+        k.replace(".to_q.", ".query.")
+            .replace(".to_k.", ".key.")
+            .replace(".to_v.", ".value.")
+            .replace(".to_out.0.", ".proj_attn.")
+    };
+    let renamed: Vec<(String, safetensors::tensor::TensorView)> = file
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| (old_name(&k), v))
+        .collect();
+    assert!(renamed.iter().any(|(k, _)| k.contains(".proj_attn.")));
+    let old = safetensors::serialize(renamed, None).unwrap();
+    let config: VaeConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let mut vae = config.init(&device).unwrap();
+    load_safetensors(
+        &mut vae,
+        old,
+        "old.safetensors",
+        &[],
+        &VaeConfig::key_remapping(),
+    )
+    .unwrap();
+    let io = std::fs::read(dir.join("io.safetensors")).unwrap();
+    let io = SafeTensors::deserialize(&io).unwrap();
+    let got = common::host(vae.decode(common::tensor::<4>(&io, "mean", &device)));
+    common::assert_l2_close(&got, &common::f32s(&io, "decoded").0, 1e-4, "decode");
+}

@@ -1,0 +1,17 @@
+//! Pipelines: models and schedulers put together into samplers (diffusers' split: the networks
+//! live in their own modules, the schedulers are small pure objects, and a pipeline is the
+//! readable loop that joins them).
+//!
+//! - [`noise`]: seeded standard-normal noise made on the host, so a seed gives the same sample
+//!   on every device.
+//! - [`denoise`]: the classifier-free-guided sampling loop over a UNet (DDIM or DPM-Solver++).
+//! - [`stable_diffusion`]: a diffusers Stable Diffusion folder (tokenizer, text encoder, UNet,
+//!   VAE, scheduler config) loaded from its files, and text-to-image sampling with it.
+
+pub mod denoise;
+pub mod noise;
+pub mod stable_diffusion;
+
+pub use denoise::{Sampler, SamplingOptions, denoise};
+pub use noise::standard_normal;
+pub use stable_diffusion::{SdLoadError, StableDiffusion};
