@@ -21,7 +21,7 @@ PROMPTS = [
 
 out = {"prompts": PROMPTS, "pad_eos": [], "pad_bang": []}
 for key, pad in (("pad_eos", "<|endoftext|>"), ("pad_bang", "!")):
-    tok = CLIPTokenizerFast(tokenizer_file="tests/fixtures/tokenizer/clip-vit-bpe-49408.tokenizer.json",
+    tok = CLIPTokenizerFast(tokenizer_file="assets/clip-tokenizer/clip-vit-bpe-49408.tokenizer.json",
                             bos_token="<|startoftext|>", eos_token="<|endoftext|>",
                             unk_token="<|endoftext|>", pad_token=pad)
     for p in PROMPTS:

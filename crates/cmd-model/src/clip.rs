@@ -9,10 +9,10 @@ use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The activation of the feed-forward layers.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum HiddenAct {
     /// `x * sigmoid(1.702 x)` (OpenAI CLIP).
@@ -23,7 +23,7 @@ pub enum HiddenAct {
 
 /// The fields of a transformers `CLIPTextConfig` (`text_encoder/config.json`) the model needs;
 /// the others are ignored. Defaults are transformers' own.
-#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(default)]
 pub struct ClipTextConfig {
     /// Vocabulary size.
@@ -63,6 +63,18 @@ impl Default for ClipTextConfig {
 }
 
 impl ClipTextConfig {
+    /// Our small text encoder (CLIP's 49,408-token vocabulary, width 128, 2 layers of 4 heads)
+    /// for content models trained from scratch.
+    pub fn tiny() -> Self {
+        Self {
+            hidden_size: 128,
+            intermediate_size: 256,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            ..Self::default()
+        }
+    }
+
     /// A model of this size with random weights.
     pub fn init(&self, device: &Device) -> ClipTextModel {
         let (d, eps) = (self.hidden_size, self.layer_norm_eps);

@@ -11,12 +11,12 @@ use burn::tensor::activation::{gelu, silu};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor, TensorData};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::resnet::{Resnet, conv2d, downsample_conv, upsample_nearest};
 
 /// `attention_head_dim` / `num_attention_heads`: one number for all blocks, or one per block.
-#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(untagged)]
 pub enum PerBlock {
     /// The same for every block.
@@ -35,7 +35,7 @@ impl PerBlock {
 }
 
 /// The fields of a diffusers `UNet2DConditionModel` `config.json` the model needs.
-#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(default)]
 pub struct UnetConfig {
     /// Latent channels in.
@@ -340,6 +340,34 @@ impl UnetConfig {
     /// The factor latent heights and widths must be multiples of: `2^(levels - 1)`.
     pub fn size_multiple(&self) -> usize {
         1 << self.block_out_channels.len().saturating_sub(1)
+    }
+
+    /// Our small UNet for content frames trained from scratch on a CPU: three levels of width
+    /// 32/64/64 (cross-attention on the two coarser ones, linear projections, 4 heads), one
+    /// ResNet per level, text states of width 128 ([`ClipTextConfig::tiny`](crate::clip::ClipTextConfig::tiny)).
+    pub fn tiny(channels: usize, sample_size: usize) -> Self {
+        Self {
+            in_channels: channels,
+            out_channels: channels,
+            block_out_channels: vec![32, 64, 64],
+            down_block_types: vec![
+                "DownBlock2D".into(),
+                "CrossAttnDownBlock2D".into(),
+                "CrossAttnDownBlock2D".into(),
+            ],
+            up_block_types: vec![
+                "CrossAttnUpBlock2D".into(),
+                "CrossAttnUpBlock2D".into(),
+                "UpBlock2D".into(),
+            ],
+            layers_per_block: 1,
+            norm_num_groups: 8,
+            cross_attention_dim: 128,
+            attention_head_dim: PerBlock::One(4),
+            use_linear_projection: true,
+            sample_size,
+            ..Self::default()
+        }
     }
 
     /// Stable Diffusion 1.5's `unet/config.json` (CLIP ViT-L text states of width 768).

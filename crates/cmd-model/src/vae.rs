@@ -381,6 +381,17 @@ impl Vae {
         moments.narrow(1, 0, self.latent_channels)
     }
 
+    /// Scaled latents of every frame of clips (CMD's latent mode): `[B, L, C, H, W]` in
+    /// `[-1, 1]` -> `[B, L, z, h, w]`, multiplied by `scaling_factor`.
+    pub fn encode_clips(&self, x: Tensor<5>, scaling_factor: f64) -> Tensor<5> {
+        let [b, l, c, h, w] = x.dims();
+        let z = self
+            .encode_mean(x.reshape([b * l, c, h, w]))
+            .mul_scalar(scaling_factor);
+        let [_, zc, zh, zw] = z.dims();
+        z.reshape([b, l, zc, zh, zw])
+    }
+
     /// Decodes (unscaled) latents to images in about `[-1, 1]`.
     ///
     /// # Shapes

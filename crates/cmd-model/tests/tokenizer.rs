@@ -12,8 +12,10 @@ fn fixtures() -> &'static Path {
 }
 
 fn tokenizer(pad: Option<&str>) -> ClipTokenizer {
-    let bytes =
-        std::fs::read(fixtures().join("tokenizer/clip-vit-bpe-49408.tokenizer.json")).unwrap();
+    let bytes = std::fs::read(
+        fixtures().join("../../assets/clip-tokenizer/clip-vit-bpe-49408.tokenizer.json"),
+    )
+    .unwrap();
     ClipTokenizer::from_json(&bytes, pad).unwrap()
 }
 
@@ -47,8 +49,10 @@ fn ids_match_transformers() {
 fn bad_tokenizer_files_are_refused() {
     let err = ClipTokenizer::from_json(b"{not json", None).unwrap_err();
     assert!(matches!(err, TokenizerError::Parse(_)), "{err}");
-    let bytes =
-        std::fs::read(fixtures().join("tokenizer/clip-vit-bpe-49408.tokenizer.json")).unwrap();
+    let bytes = std::fs::read(
+        fixtures().join("../../assets/clip-tokenizer/clip-vit-bpe-49408.tokenizer.json"),
+    )
+    .unwrap();
     let err = ClipTokenizer::from_json(&bytes, Some("<pad>")).unwrap_err();
     assert_eq!(err.to_string(), "tokenizer has no token '<pad>'");
 }
@@ -57,8 +61,10 @@ fn bad_tokenizer_files_are_refused() {
 /// fixture's tokenizer.json, they must give the same ids.
 #[test]
 fn vocab_and_merges_give_the_same_ids() {
-    let bytes =
-        std::fs::read(fixtures().join("tokenizer/clip-vit-bpe-49408.tokenizer.json")).unwrap();
+    let bytes = std::fs::read(
+        fixtures().join("../../assets/clip-tokenizer/clip-vit-bpe-49408.tokenizer.json"),
+    )
+    .unwrap();
     let json: Value = serde_json::from_slice(&bytes).unwrap();
     let vocab = json["model"]["vocab"].to_string();
     let mut merges = String::from("#version: 0.2\n");

@@ -7,6 +7,9 @@
 //! RUN/checkpoints/step-000300/    model.bpk, optim.bpk, state.json
 //! ```
 //!
+//! Content-model runs (`train-content`) keep `unet.bpk` and `ema.bpk` in place of `model.bpk`
+//! (see `content.rs`).
+//!
 //! A checkpoint folder is complete before `latest` points at it (and `latest` is replaced
 //! atomically), so an interrupted save never loses the previous checkpoint.
 
@@ -48,6 +51,11 @@ impl Run {
         }
     }
 
+    /// The run folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `RUN/config.json`.
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.json")
@@ -62,7 +70,7 @@ impl Run {
     pub fn latest(&self) -> Option<PathBuf> {
         let name = std::fs::read_to_string(self.dir.join("latest")).ok()?;
         let dir = self.dir.join("checkpoints").join(name.trim());
-        dir.join("model.bpk").exists().then_some(dir)
+        dir.join("state.json").exists().then_some(dir)
     }
 
     /// Reads `config.json`.
@@ -84,14 +92,30 @@ impl Run {
         optim: &ModuleOptimizer,
         state: &TrainState,
     ) -> Result<()> {
+        self.save_parts(
+            vec![("model.bpk", model.clone().into_record())],
+            optim,
+            state,
+        )
+    }
+
+    /// Saves named module records (`unet.bpk`, ...), the optimizer and the state as a new
+    /// checkpoint, then points `latest` at it.
+    pub fn save_parts(
+        &self,
+        parts: Vec<(&str, ModuleRecord)>,
+        optim: &ModuleOptimizer,
+        state: &TrainState,
+    ) -> Result<()> {
         let name = format!("step-{:06}", state.step);
         let dir = self.dir.join("checkpoints").join(&name);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let record = model.clone().into_record();
-        replace_atomic(&dir.join("model.bpk"), |tmp| {
-            record.save(tmp).map_err(std::io::Error::other)
-        })?;
+        for (file, record) in parts {
+            replace_atomic(&dir.join(file), |tmp| {
+                record.save(tmp).map_err(std::io::Error::other)
+            })?;
+        }
         replace_atomic(&dir.join("optim.bpk"), |tmp| {
             optim.save(tmp).map_err(std::io::Error::other)
         })?;
@@ -125,13 +149,22 @@ impl Run {
         optim: ModuleOptimizer,
         device: &Device,
     ) -> Result<(Autoencoder, ModuleOptimizer, TrainState)> {
+        let (dir, optim, state) = self.resume_parts(optim)?;
+        let model = load_model(config, &dir.join("model.bpk"), device)?;
+        Ok((model, optim, state))
+    }
+
+    /// The newest checkpoint's folder (for its module records), optimizer and state.
+    pub fn resume_parts(
+        &self,
+        optim: ModuleOptimizer,
+    ) -> Result<(PathBuf, ModuleOptimizer, TrainState)> {
         let dir = self.latest().ok_or_else(|| {
             anyhow!(
                 "{}: no checkpoint to resume from (run without --resume to start it)",
                 self.dir.display()
             )
         })?;
-        let model = load_model(config, &dir.join("model.bpk"), device)?;
         let optim_path = dir.join("optim.bpk");
         let optim = optim
             .load(&optim_path)
@@ -141,8 +174,20 @@ impl Run {
             .map_err(anyhow::Error::from)
             .and_then(|s| Ok(serde_json::from_str(&s)?))
             .with_context(|| format!("{}: cannot read training state", state_path.display()))?;
-        Ok((model, optim, state))
+        Ok((dir, optim, state))
     }
+}
+
+/// Fills `module` from the record file `path`, saying which file did not fit.
+pub fn load_record<M: Module>(module: M, path: &Path, what: &str) -> Result<M> {
+    let record = ModuleRecord::load(path)
+        .map_err(|e| anyhow!("{}: cannot read weights: {e}", path.display()))?;
+    module.try_load_record(record).map_err(|e| {
+        anyhow!(
+            "{}: weights do not fit the {what} of its run's config.json: {e}",
+            path.display()
+        )
+    })
 }
 
 fn read_config(path: &Path) -> Result<AutoencoderConfig> {

@@ -21,6 +21,10 @@ pub enum Command {
     TrainAe(TrainAeArgs),
     /// Split a clip into content and motion, decode it back, and write pictures and scores.
     Reconstruct(ReconstructArgs),
+    /// Fine-tune an image diffusion model on the content frames of a trained autoencoder.
+    TrainContent(TrainContentArgs),
+    /// Sample one image (a content frame) from a Stable Diffusion folder or a train-content run.
+    SampleContent(SampleContentArgs),
     /// Time the model on a device.
     Bench(BenchArgs),
 }
@@ -40,7 +44,7 @@ pub enum DeviceArg {
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// Autoencoder preset: tiny, ucf64, sd15-512, sd21-512x1024.
+    /// Autoencoder preset: tiny, tiny-latent, ucf64, sd15-512, sd21-512x1024.
     #[arg(long, default_value = "tiny")]
     pub preset: String,
 }
@@ -53,6 +57,9 @@ pub struct TrainAeArgs {
     /// Autoencoder preset.
     #[arg(long, default_value = "tiny")]
     pub preset: String,
+    /// Stable Diffusion folder whose VAE makes the frame latents of latent-mode presets.
+    #[arg(long)]
+    pub vae: Option<PathBuf>,
     /// Run folder: checkpoints, config and metrics go here.
     #[arg(long)]
     pub out: PathBuf,
@@ -105,6 +112,91 @@ pub struct ReconstructArgs {
     /// Print the scores as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Where to run.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainContentArgs {
+    /// The autoencoder run (from `train-ae`) whose content frames are the training images.
+    #[arg(long)]
+    pub ae: PathBuf,
+    /// Where to start: a diffusers Stable Diffusion folder (unet/, vae/, text_encoder/,
+    /// tokenizer/, scheduler/), or `tiny` for a small model trained from scratch.
+    #[arg(long)]
+    pub base: String,
+    /// Folder of training clips: clip files or PNG-frame folders, at the top or in class folders.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Captions CSV (`videoid,name` as WebVid, or `path,caption`); default: DATA/captions.csv if
+    /// it exists, else each clip's class-folder name (UCF-101 style).
+    #[arg(long)]
+    pub captions: Option<PathBuf>,
+    /// Run folder: checkpoints, config and metrics go here.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Total optimisation steps (a resumed run counts the steps already done).
+    #[arg(long, default_value_t = 300)]
+    pub steps: usize,
+    /// Clips per step.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Adam learning rate (spec: 1e-4 when fine-tuning Stable Diffusion).
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Decay of the exponential moving average of the weights that sampling uses.
+    #[arg(long, default_value_t = 0.999)]
+    pub ema: f64,
+    /// Fraction of captions replaced by the empty prompt (for classifier-free guidance).
+    #[arg(long, default_value_t = 0.1)]
+    pub empty_prompt: f64,
+    /// Write a checkpoint every this many steps (and always at the end).
+    #[arg(long, default_value_t = 50)]
+    pub checkpoint_every: usize,
+    /// Frame stride when sampling clips.
+    #[arg(long, default_value_t = 1)]
+    pub stride: usize,
+    /// Continue the run in `--out` from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Seed for initialisation, data sampling and noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to train.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+}
+
+#[derive(Args, Debug)]
+pub struct SampleContentArgs {
+    /// A diffusers Stable Diffusion folder, or a run folder written by `train-content`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The text prompt.
+    #[arg(long)]
+    pub prompt: String,
+    /// Sampler steps.
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// Classifier-free guidance scale (1 or less: no guidance).
+    #[arg(long, default_value_t = 7.5)]
+    pub guidance: f64,
+    /// Sampler: ddim (the paper's) or dpm-solver (DPM-Solver++(2M), fewer steps).
+    #[arg(long, default_value = "ddim")]
+    pub sampler: cmd_model::pipelines::Sampler,
+    /// Seed of the starting noise (the same seed gives the same image on every device).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Image height in pixels (Stable Diffusion folders; default: the model's own size).
+    #[arg(long)]
+    pub height: Option<usize>,
+    /// Image width in pixels (Stable Diffusion folders; default: the model's own size).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// The PNG to write.
+    #[arg(long)]
+    pub out: PathBuf,
     /// Where to run.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,

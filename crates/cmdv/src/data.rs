@@ -15,19 +15,28 @@ const MIN_CROP: f64 = 0.8;
 /// The clips of a folder, decoded once and kept in memory, shrunk to the size training needs.
 pub struct ClipFolder {
     clips: Vec<Clip>,
+    paths: Vec<PathBuf>,
 }
 
 impl ClipFolder {
-    /// Reads every clip file (y4m, mp4, gif) and every sub-folder of PNG frames in `dir`.
+    /// Reads every clip file (y4m, mp4, gif) and every sub-folder of PNG frames in `dir`, and
+    /// the same one level down in class folders (UCF-101 style: `DIR/ApplyEyeMakeup/clip.avi`).
     /// Each must hold at least `min_frames` frames. Clips larger than `width x height` needs
     /// are shrunk on loading (to where the smallest random crop still covers `width x height`
     /// pixels), which keeps memory small without losing detail the model would see.
     pub fn load(dir: &Path, min_frames: usize, width: u32, height: u32) -> Result<Self> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("{}: cannot read the data folder", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| is_clip_file(p) || (p.is_dir() && has_png(p)))
-            .collect();
+        let mut paths = Vec::new();
+        for entry in entries(dir)? {
+            if is_clip_file(&entry) || (entry.is_dir() && has_png(&entry)) {
+                paths.push(entry);
+            } else if entry.is_dir() {
+                paths.extend(
+                    entries(&entry)?
+                        .into_iter()
+                        .filter(|p| is_clip_file(p) || (p.is_dir() && has_png(p))),
+                );
+            }
+        }
         paths.sort();
         if paths.is_empty() {
             bail!(
@@ -38,8 +47,8 @@ impl ClipFolder {
         }
         let mut clips = Vec::with_capacity(paths.len());
         let bar = progress::bar(paths.len() as u64, "load");
-        for path in paths {
-            let clip = read_clip(&path, None)?;
+        for path in &paths {
+            let clip = read_clip(path, None)?;
             bar.inc(1);
             if clip.len() < min_frames {
                 bail!(
@@ -51,7 +60,12 @@ impl ClipFolder {
             clips.push(shrink(&clip, width, height));
         }
         bar.finish_and_clear();
-        Ok(Self { clips })
+        Ok(Self { clips, paths })
+    }
+
+    /// The clip files, in the order [`Self::sample`] numbers them.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
     }
 
     /// Number of clips.
@@ -61,7 +75,7 @@ impl ClipFolder {
 
     /// A random training example of `frames` frames at `stride`, `width x height`: random clip,
     /// random start frame, random crop covering 80-100 % of the largest window of the target
-    /// aspect, random horizontal flip.
+    /// aspect, random horizontal flip. Returns the clip's index and the example.
     pub fn sample(
         &self,
         rng: &mut impl Rng,
@@ -69,8 +83,9 @@ impl ClipFolder {
         stride: usize,
         width: u32,
         height: u32,
-    ) -> Clip {
-        let clip = &self.clips[rng.random_range(0..self.clips.len())];
+    ) -> (usize, Clip) {
+        let index = rng.random_range(0..self.clips.len());
+        let clip = &self.clips[index];
         let span = stride * (frames - 1) + 1;
         let offset = rng.random_range(0..=clip.len() - span);
         let clip = clip
@@ -89,7 +104,7 @@ impl ClipFolder {
                 imageops::flip_horizontal_in_place(f);
             }
         }
-        out
+        (index, out)
     }
 }
 
@@ -104,6 +119,14 @@ fn shrink(clip: &Clip, width: u32, height: u32) -> Clip {
     let w = ((clip.width() as f64 * needed).ceil() as u32).max(width);
     let h = ((clip.height() as f64 * needed).ceil() as u32).max(height);
     clip.resize(w, h)
+}
+
+/// The entries of a folder.
+fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot read the data folder", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect())
 }
 
 fn has_png(dir: &Path) -> bool {

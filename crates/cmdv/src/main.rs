@@ -1,15 +1,21 @@
-//! `cmdv`: train, inspect, reconstruct and benchmark CMD video autoencoders.
+//! `cmdv`: train, inspect, reconstruct, sample and benchmark CMD models.
 
 mod bench;
+mod captions;
 mod checkpoint;
 mod cli;
+mod content;
 mod data;
 mod device;
 mod info;
+mod latents;
 mod progress;
 mod reconstruct;
+mod sample_content;
+mod sd_folder;
 mod tensor_io;
 mod train;
+mod train_content;
 mod viz;
 
 use std::process::ExitCode;
@@ -32,6 +38,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Info(args) => info::run(&args),
         cli::Command::TrainAe(args) => train::run(&args),
         cli::Command::Reconstruct(args) => reconstruct::run(&args),
+        cli::Command::TrainContent(args) => train_content::run(&args),
+        cli::Command::SampleContent(args) => sample_content::run(&args),
         cli::Command::Bench(args) => bench::run(&args),
     }
 }

@@ -1,4 +1,5 @@
-//! `cmdv train-ae`: train the autoencoder on a folder of clips (L1 loss, pixel mode).
+//! `cmdv train-ae`: train the autoencoder on a folder of clips (L1 on pixels, or MSE on the
+//! frame latents of a Stable Diffusion VAE in latent mode).
 
 use std::io::Write;
 use std::time::Instant;
@@ -15,7 +16,7 @@ use crate::checkpoint::{Run, TrainState};
 use crate::cli::TrainAeArgs;
 use crate::data::ClipFolder;
 use crate::tensor_io::{clips_to_tensor, to_scalar};
-use crate::{device, progress};
+use crate::{device, latents, progress};
 
 /// The optimizer of spec section 1: Adam with betas (0.5, 0.9), no weight decay; gradients
 /// clipped to norm 1 for stability at the larger learning rates small models use.
@@ -40,15 +41,36 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         args.lr
     );
     let config = AutoencoderConfig::preset(&args.preset)?;
-    if config.output != OutputMode::Pixel {
-        bail!(
-            "--preset {}: latent-mode autoencoders train on Stable Diffusion VAE latents, which \
-             train-ae does not produce yet; use a pixel preset (tiny, ucf64)",
+    let latent = config.output == OutputMode::Latent;
+    match (&args.vae, latent) {
+        (None, true) => bail!(
+            "--preset {}: latent-mode autoencoders train on Stable Diffusion VAE latents; give \
+             the Stable Diffusion folder with --vae",
             args.preset
-        );
+        ),
+        (Some(vae), false) => bail!(
+            "--vae {}: the '{}' preset works on pixels; --vae is for latent presets",
+            vae.display(),
+            args.preset
+        ),
+        _ => {}
     }
     let run = Run::new(&args.out);
     let device = device::open(args.device)?.autodiff();
+    let vae = match &args.vae {
+        Some(folder) => Some(latents::open(folder, &run, args.resume, &device)?),
+        None => None,
+    };
+    let frames = |clips: &[Clip]| {
+        let x = clips_to_tensor(clips, &device);
+        match &vae {
+            Some(vae) => vae.encode(x),
+            None => x,
+        }
+    };
+    // Clips are cut at the size whose latents (or pixels) the autoencoder takes.
+    let factor = vae.as_ref().map_or(1, |v| v.config.scale_factor()) as u32;
+    let (width, height) = (config.width as u32 * factor, config.height as u32 * factor);
 
     let (mut model, mut optim, mut state) = if args.resume {
         let saved = run.read_config()?;
@@ -91,7 +113,7 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
     }
 
     let span = args.stride * (config.frames - 1) + 1;
-    let data = ClipFolder::load(&args.data, span, config.width as u32, config.height as u32)?;
+    let data = ClipFolder::load(&args.data, span, width, height)?;
     eprintln!(
         "training '{}' ({} parameters) on {} clips from {}",
         config.name,
@@ -110,7 +132,14 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
     let mut pending: Option<(Autoencoder, ModuleOptimizer, TrainState)> = None;
     while state.step < args.steps {
         let step = state.step;
-        let x = clips_to_tensor(&batch(&data, &config, args, state.seed, step), &device);
+        let x = frames(&batch(
+            &data,
+            &config,
+            args,
+            (width, height),
+            state.seed,
+            step,
+        ));
         let (_, recon) = model.forward(x.clone());
         let loss = model.loss(recon, x);
         let value = to_scalar(loss.clone())?;
@@ -141,7 +170,14 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         }
     }
     if let Some((m, o, s)) = pending {
-        let x = clips_to_tensor(&batch(&data, &config, args, s.seed, s.step), &device);
+        let x = frames(&batch(
+            &data,
+            &config,
+            args,
+            (width, height),
+            s.seed,
+            s.step,
+        ));
         let (_, recon) = m.forward(x.clone());
         let value = to_scalar(m.loss(recon, x))?;
         if !value.is_finite() {
@@ -178,15 +214,13 @@ fn batch(
     data: &ClipFolder,
     config: &AutoencoderConfig,
     args: &TrainAeArgs,
+    (w, h): (u32, u32),
     seed: u64,
     step: usize,
 ) -> Vec<Clip> {
     let mut rng = StdRng::seed_from_u64(seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     (0..args.batch)
-        .map(|_| {
-            let (w, h) = (config.width as u32, config.height as u32);
-            data.sample(&mut rng, config.frames, args.stride, w, h)
-        })
+        .map(|_| data.sample(&mut rng, config.frames, args.stride, w, h).1)
         .collect()
 }
 
@@ -205,7 +239,7 @@ fn blow_up(run: &Run, value: f64, step: usize) -> anyhow::Error {
 
 /// Opens `metrics.csv` for appending. Rows past `step` (logged after the checkpoint a resumed
 /// run starts from) are dropped first, so every step appears once.
-fn open_metrics(run: &Run, step: usize) -> Result<std::io::BufWriter<std::fs::File>> {
+pub(crate) fn open_metrics(run: &Run, step: usize) -> Result<std::io::BufWriter<std::fs::File>> {
     let path = run.metrics_path();
     const HEADER: &str = "step,loss,lr,seconds";
     let old = std::fs::read_to_string(&path).unwrap_or_default();

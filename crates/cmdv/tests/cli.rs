@@ -1,77 +1,9 @@
 //! End-to-end tests of the `cmdv` binary: training, resuming, reconstructing, and every bad
 //! input giving one clear error. Run them in release mode (`cargo test --release`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(rel)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cmdv-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn cmdv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cmdv"))
-        .args(args)
-        .output()
-        .expect("cmdv runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = cmdv(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "cmdv {args:?} failed:\n{stderr}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail, checks it failed cleanly (no panic), returns its stderr.
-fn fails(args: &[&str]) -> String {
-    let out = cmdv(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "cmdv {args:?} should fail");
-    assert!(
-        !stderr.contains("panicked"),
-        "cmdv {args:?} panicked:\n{stderr}"
-    );
-    assert!(
-        stderr.starts_with("error: "),
-        "one clear error expected:\n{stderr}"
-    );
-    stderr
-}
-
-/// A data folder with two real clips.
-fn data_dir(name: &str) -> PathBuf {
-    let dir = scratch(name);
-    for clip in ["box.y4m", "tree.mp4"] {
-        std::fs::copy(fixture(&format!("clips/{clip}")), dir.join(clip)).unwrap();
-    }
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn metrics_steps(run: &Path) -> Vec<usize> {
-    std::fs::read_to_string(run.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap().parse().unwrap())
-        .collect()
-}
-
-fn latest(run: &Path) -> String {
-    std::fs::read_to_string(run.join("latest")).unwrap()
-}
+use common::{data_dir, fails, fixture, latest, metrics_steps, ok, s, scratch};
 
 #[test]
 fn info_describes_every_preset() {
@@ -212,6 +144,8 @@ fn train_resume_and_reconstruct() {
         .replace("\"patch\": 4", "\"patch\": 2");
     std::fs::write(foreign.join("config.json"), ucf).unwrap();
     std::fs::copy(&weights, foreign.join("checkpoints/step-000001/model.bpk")).unwrap();
+    let state = weights.with_file_name("state.json");
+    std::fs::copy(&state, foreign.join("checkpoints/step-000001/state.json")).unwrap();
     std::fs::write(foreign.join("latest"), "step-000001").unwrap();
     let err = fails(&[
         "reconstruct",

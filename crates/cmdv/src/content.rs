@@ -1,0 +1,258 @@
+//! Content-frame models (spec section 2): a text-conditioned UNet over the content frames of a
+//! trained autoencoder, started from a Stable Diffusion folder (fine-tuning, no new parameters)
+//! or from the small `tiny` preset (trained from scratch, with a frozen random text encoder).
+//!
+//! ```text
+//! RUN/config.json                 ContentRunConfig
+//! RUN/text_encoder.bpk            preset bases only: the frozen text encoder
+//! RUN/metrics.csv                 step, loss, learning rate, seconds
+//! RUN/checkpoints/step-000300/    unet.bpk, ema.bpk, optim.bpk, state.json
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+use cmd_model::clip::{ClipTextConfig, ClipTextModel};
+use cmd_model::pipelines::stable_diffusion::{
+    load_scheduler, load_text_encoder, load_tokenizer, load_unet, load_vae,
+};
+use cmd_model::schedulers::SchedulerConfig;
+use cmd_model::tokenizer::ClipTokenizer;
+use cmd_model::unet::{Unet, UnetConfig};
+use cmd_model::vae::{Vae, VaeConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{Run, load_record};
+use crate::sd_folder;
+
+/// The bases that are not folders.
+pub const PRESET_BASES: [&str; 1] = ["tiny"];
+
+/// CLIP's tokenizer, for preset bases (see `assets/clip-tokenizer/PROVENANCE.md`).
+const CLIP_TOKENIZER: &[u8] =
+    include_bytes!("../../../assets/clip-tokenizer/clip-vit-bpe-49408.tokenizer.json");
+
+/// What a content run was made from.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ContentRunConfig {
+    /// The autoencoder run whose content frames the model learns.
+    pub ae: PathBuf,
+    /// A preset name or the Stable Diffusion folder it started from.
+    pub base: String,
+    /// Content frames are Stable Diffusion latents (decoded with the base's VAE).
+    pub latent: bool,
+    /// Height and width of the content frames.
+    pub size: usize,
+    /// The UNet.
+    pub unet: UnetConfig,
+    /// The (frozen) text encoder.
+    pub text_encoder: ClipTextConfig,
+    /// EMA decay.
+    pub ema: f64,
+    /// Fraction of empty prompts in training.
+    pub empty_prompt: f64,
+}
+
+/// A content model: everything needed to train or sample it.
+pub struct ContentModel {
+    /// The prompt tokenizer.
+    pub tokenizer: ClipTokenizer,
+    /// The frozen text encoder.
+    pub text_encoder: ClipTextModel,
+    /// Its config.
+    pub text_config: ClipTextConfig,
+    /// The denoiser.
+    pub unet: Unet,
+    /// Its config.
+    pub unet_config: UnetConfig,
+    /// The noise schedule.
+    pub scheduler: SchedulerConfig,
+    /// Stable Diffusion's VAE, for latent-mode content frames.
+    pub vae: Option<(VaeConfig, Vae)>,
+}
+
+/// The model `base` names, for content frames of `channels x size x size` (`latent`: SD
+/// latents). Preset parts are random (seed the device first).
+pub fn from_base(
+    base: &str,
+    channels: usize,
+    size: usize,
+    latent: bool,
+    device: &Device,
+) -> Result<ContentModel> {
+    if PRESET_BASES.contains(&base) {
+        if latent {
+            bail!(
+                "--base {base}: a preset has no Stable Diffusion VAE; latent-mode autoencoders \
+                 need a Stable Diffusion folder as --base"
+            );
+        }
+        let text_config = ClipTextConfig::tiny();
+        let unet_config = UnetConfig::tiny(channels, size);
+        return Ok(ContentModel {
+            tokenizer: ClipTokenizer::from_json(CLIP_TOKENIZER, None)?,
+            text_encoder: text_config.init(device),
+            text_config,
+            unet: unet_config.init(device)?,
+            unet_config,
+            scheduler: SchedulerConfig::stable_diffusion(),
+            vae: None,
+        });
+    }
+    let dir = Path::new(base);
+    if !sd_folder::is_sd_folder(dir) {
+        bail!(
+            "--base {base}: neither a preset ({}) nor a Stable Diffusion folder (no unet/config.json)",
+            PRESET_BASES.join(", ")
+        );
+    }
+    let context = || format!("Stable Diffusion folder {base}");
+    let mut read = sd_folder::reader(dir);
+    let tokenizer = load_tokenizer(&mut read).with_context(context)?;
+    let (text_config, text_encoder) = load_text_encoder(&mut read, device).with_context(context)?;
+    let (unet_config, unet) = load_unet(&mut read, device).with_context(context)?;
+    let scheduler = load_scheduler(&mut read).with_context(context)?;
+    let vae = if latent {
+        Some(load_vae(&mut read, device).with_context(context)?)
+    } else {
+        None
+    };
+    if unet_config.in_channels != channels || unet_config.out_channels != channels {
+        bail!(
+            "--base {base}: its UNet takes {} channels, but the autoencoder's content frames have \
+             {channels} ({}); use --base tiny for pixel-mode autoencoders",
+            unet_config.in_channels,
+            if latent { "latent mode" } else { "pixel mode" }
+        );
+    }
+    Ok(ContentModel {
+        tokenizer,
+        text_encoder,
+        text_config,
+        unet,
+        unet_config,
+        scheduler,
+        vae,
+    })
+}
+
+/// Reads a content run's `config.json`.
+pub fn read_run_config(run: &Run) -> Result<ContentRunConfig> {
+    let path = run.config_path();
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read the run config", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not a content-model run config (written by `cmdv train-content`)",
+            path.display()
+        )
+    })
+}
+
+/// `RUN/text_encoder.bpk`.
+pub fn text_encoder_path(dir: &Path) -> PathBuf {
+    dir.join("text_encoder.bpk")
+}
+
+/// Loads a content run for sampling: its base's parts and the newest checkpoint's EMA UNet.
+pub fn load_run(dir: &Path, device: &Device) -> Result<(ContentRunConfig, ContentModel)> {
+    let run = Run::new(dir);
+    let config = read_run_config(&run)?;
+    let latest = run
+        .latest()
+        .with_context(|| format!("{}: the run has no checkpoint yet", dir.display()))?;
+    let channels = config.unet.in_channels;
+    let mut model = from_base(&config.base, channels, config.size, config.latent, device)?;
+    if PRESET_BASES.contains(&config.base.as_str()) {
+        model.text_encoder = load_record(
+            config.text_encoder.init(device),
+            &text_encoder_path(dir),
+            "text encoder",
+        )?;
+    }
+    model.unet = load_record(config.unet.init(device)?, &latest.join("ema.bpk"), "UNet")?;
+    model.unet_config = config.unet.clone();
+    Ok((config, model))
+}
+
+/// The EMA decay at optimisation step `step` (0-based): diffusers' `EMAModel` warm-up
+/// `min(decay, (1 + step) / (10 + step))`, so a short run's average is not dominated by the
+/// starting weights.
+pub fn ema_decay(decay: f64, step: usize) -> f64 {
+    decay.min((1.0 + step as f64) / (10.0 + step as f64))
+}
+
+/// `ema <- decay * ema + (1 - decay) * current`, parameter by parameter (same structure).
+pub fn ema_update<M: Module>(ema: M, current: &M, decay: f64) -> M {
+    struct Collect(Vec<Tensor<1>>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(param.val().flatten::<1>(0, D - 1));
+        }
+    }
+    struct Blend {
+        current: std::vec::IntoIter<Tensor<1>>,
+        decay: f64,
+    }
+    impl ModuleMapper for Blend {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let current = self.current.next().expect("modules of the same structure");
+            let decay = self.decay;
+            param.map(|e| {
+                let shape = e.shape();
+                e.mul_scalar(decay) + current.reshape(shape).mul_scalar(1.0 - decay)
+            })
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    current.visit(&mut collect);
+    ema.map(&mut Blend {
+        current: collect.0.into_iter(),
+        decay,
+    })
+}
+
+/// Text states for prompts, `[B, 77, D]` (prompts longer than 75 tokens are cut).
+pub fn encode_prompts(
+    model: &ContentModel,
+    prompts: &[String],
+    device: &Device,
+) -> Result<Tensor<3>> {
+    let mut ids = Vec::with_capacity(prompts.len() * ClipTokenizer::MAX_LEN);
+    for prompt in prompts {
+        let tokens = model.tokenizer.encode(prompt)?;
+        ids.extend(tokens.ids);
+    }
+    Ok(model
+        .text_encoder
+        .encode(&ids, ClipTokenizer::MAX_LEN, device)
+        .last_hidden_state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::LinearConfig;
+
+    #[test]
+    fn ema_blends_every_parameter() {
+        let device = Device::flex();
+        let a = LinearConfig::new(3, 2).init(&device);
+        let b = LinearConfig::new(3, 2).init(&device);
+        let host = |l: &burn::nn::Linear| l.weight.val().into_data().try_into_vec::<f32>().unwrap();
+        let (wa, wb) = (host(&a), host(&b));
+        let blended = ema_update(a, &b, 0.75);
+        for ((x, y), z) in wa.iter().zip(&wb).zip(host(&blended)) {
+            assert!((0.75 * x + 0.25 * y - z).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn ema_warms_up() {
+        assert!((ema_decay(0.999, 0) - 0.1).abs() < 1e-12);
+        assert!((ema_decay(0.999, 90) - 0.91).abs() < 1e-12);
+        assert_eq!(ema_decay(0.999, 100_000), 0.999);
+    }
+}

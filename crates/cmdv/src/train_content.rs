@@ -1,0 +1,299 @@
+//! `cmdv train-content`: fine-tune (or train from scratch) the content-frame diffusion model on
+//! the content frames of a frozen autoencoder (spec section 2): epsilon- (or v-) MSE, empty
+//! prompts for classifier-free guidance, an EMA copy for sampling, atomic checkpoints, resume.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Result, bail, ensure};
+use burn::module::Module;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+use cmd_model::pipelines::standard_normal;
+use cmd_model::schedulers::NoiseSchedule;
+use cmd_model::{Autoencoder, OutputMode};
+use cmd_video::Clip;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::checkpoint::{Run, TrainState, load_autoencoder, load_record};
+use crate::cli::TrainContentArgs;
+use crate::content::{
+    self, ContentModel, ContentRunConfig, PRESET_BASES, ema_decay, ema_update, encode_prompts,
+    text_encoder_path,
+};
+use crate::data::ClipFolder;
+use crate::tensor_io::{clips_to_tensor, to_scalar};
+use crate::train::open_metrics;
+use crate::{captions, device, progress};
+
+/// Adam (spec: lr 1e-4, no weight decay) with gradients clipped to norm 1.
+fn optimizer() -> ModuleOptimizer {
+    AdamConfig::new()
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init()
+}
+
+fn check_args(args: &TrainContentArgs) -> Result<()> {
+    ensure!(args.steps > 0, "--steps must be positive");
+    ensure!(args.batch > 0, "--batch must be positive");
+    ensure!(
+        args.checkpoint_every > 0,
+        "--checkpoint-every must be positive"
+    );
+    ensure!(
+        args.lr.is_finite() && args.lr > 0.0,
+        "--lr must be a positive number, found {}",
+        args.lr
+    );
+    ensure!(
+        (0.0..1.0).contains(&args.ema),
+        "--ema must be in [0, 1), found {}",
+        args.ema
+    );
+    ensure!(
+        (0.0..=1.0).contains(&args.empty_prompt),
+        "--empty-prompt must be in [0, 1], found {}",
+        args.empty_prompt
+    );
+    Ok(())
+}
+
+/// A folder path as the run records it (absolute, so the run can be sampled from anywhere).
+fn absolute(path: &Path) -> Result<std::path::PathBuf> {
+    std::path::absolute(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+pub fn run(args: &TrainContentArgs) -> Result<()> {
+    check_args(args)?;
+    let device = device::open(args.device)?.autodiff();
+    let ae = load_autoencoder(&args.ae, &device)?.no_grad();
+    let ae_config = ae.config().clone();
+    let latent = ae_config.output == OutputMode::Latent;
+    ensure!(
+        ae_config.height == ae_config.width,
+        "{}: content models here take square content frames; the autoencoder's are {}x{}",
+        args.ae.display(),
+        ae_config.height,
+        ae_config.width
+    );
+    let base = if PRESET_BASES.contains(&args.base.as_str()) {
+        args.base.clone()
+    } else {
+        absolute(Path::new(&args.base))?.display().to_string()
+    };
+    let run = Run::new(&args.out);
+
+    // Fresh: the base model; resumed: its config, the run's text encoder and the checkpoint.
+    device.seed(args.seed);
+    let mut model =
+        content::from_base(&base, ae_config.channels, ae_config.height, latent, &device)?;
+    if let Some(recorded) = crate::latents::recorded(&args.ae)?
+        && Path::new(&base) != recorded
+    {
+        eprintln!(
+            "warning: the autoencoder was trained on latents of {}'s VAE; {}'s VAE encodes the \
+             frames here",
+            recorded.display(),
+            base
+        );
+    }
+    let config = ContentRunConfig {
+        ae: absolute(&args.ae)?,
+        base,
+        latent,
+        size: ae_config.height,
+        unet: model.unet_config.clone(),
+        text_encoder: model.text_config.clone(),
+        ema: args.ema,
+        empty_prompt: args.empty_prompt,
+    };
+    let preset = PRESET_BASES.contains(&config.base.as_str());
+    let (mut unet, mut ema, mut optim, mut state) = if args.resume {
+        let saved = content::read_run_config(&run)?;
+        if (&saved.ae, &saved.base) != (&config.ae, &config.base) {
+            bail!(
+                "{}: the run was started with --ae {} --base {}, not --ae {} --base {}",
+                run.config_path().display(),
+                saved.ae.display(),
+                saved.base,
+                config.ae.display(),
+                config.base
+            );
+        }
+        let (dir, optim, state) = run.resume_parts(optimizer())?;
+        if preset {
+            let path = text_encoder_path(&args.out);
+            model.text_encoder =
+                load_record(saved.text_encoder.init(&device), &path, "text encoder")?;
+        }
+        let unet = load_record(saved.unet.init(&device)?, &dir.join("unet.bpk"), "UNet")?;
+        let ema = load_record(saved.unet.init(&device)?, &dir.join("ema.bpk"), "UNet")?;
+        eprintln!("resuming {} at step {}", args.out.display(), state.step);
+        (unet, ema.valid(), optim, state)
+    } else {
+        if run.latest().is_some() {
+            bail!(
+                "{}: already holds a checkpoint; pass --resume to continue it, or choose another --out",
+                args.out.display()
+            );
+        }
+        std::fs::create_dir_all(&args.out).map_err(|e| {
+            anyhow::anyhow!("{}: cannot create the run folder: {e}", args.out.display())
+        })?;
+        let json = serde_json::to_string_pretty(&config)?;
+        cmd_video::write_bytes_atomic(&run.config_path(), json.as_bytes())?;
+        if preset {
+            let record = model.text_encoder.clone().into_record();
+            cmd_video::replace_atomic(&text_encoder_path(&args.out), |tmp| {
+                record.save(tmp).map_err(std::io::Error::other)
+            })?;
+        }
+        let unet = model.unet.clone();
+        let ema = unet.valid();
+        let state = TrainState {
+            step: 0,
+            seed: args.seed,
+            loss: f64::NAN,
+        };
+        (unet, ema, optimizer(), state)
+    };
+    model.text_encoder = model.text_encoder.no_grad();
+    model.vae = model.vae.map(|(c, vae)| (c, vae.no_grad()));
+    if state.step >= args.steps {
+        eprintln!(
+            "{}: already trained for {} steps",
+            args.out.display(),
+            state.step
+        );
+        return Ok(());
+    }
+
+    let pixels = ae_config.height * model.vae.as_ref().map_or(1, |(c, _)| c.scale_factor());
+    let span = args.stride * (ae_config.frames - 1) + 1;
+    let data = ClipFolder::load(&args.data, span, pixels as u32, pixels as u32)?;
+    let captions = captions::for_clips(&args.data, data.paths(), args.captions.as_deref())?;
+    eprintln!(
+        "training the content UNet ({} parameters) on {} captioned clips from {}",
+        unet.num_params(),
+        data.len(),
+        args.data.display()
+    );
+    let schedule = NoiseSchedule::new(&model.scheduler);
+    let mut metrics = open_metrics(&run, state.step)?;
+    let bar = progress::bar(args.steps as u64, "content");
+    bar.set_position(state.step as u64);
+    bar.reset_eta();
+    let started = Instant::now();
+    let steps_per_batch = Batcher {
+        data: &data,
+        captions: &captions,
+        args,
+        frames: ae_config.frames,
+        pixels,
+    };
+
+    while state.step < args.steps {
+        let step = state.step;
+        let mut rng =
+            StdRng::seed_from_u64(state.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let (clips, prompts) = steps_per_batch.draw(&mut rng);
+        let x0 = content_frames(&ae, &model, clips_to_tensor(&clips, &device));
+        let context = encode_prompts(&model, &prompts, &device)?;
+        let t: Vec<usize> = (0..args.batch)
+            .map(|_| rng.random_range(0..schedule.len()))
+            .collect();
+        let noise = standard_normal(x0.dims(), rng.random(), &device);
+        let x_t = schedule.add_noise(x0.clone(), noise.clone(), &t);
+        let target = schedule.training_target(model.scheduler.prediction_type, x0, noise, &t);
+        let t_f: Vec<f64> = t.iter().map(|t| *t as f64).collect();
+        let loss = (unet.forward(x_t, &t_f, &context) - target)
+            .powi_scalar(2)
+            .mean();
+        let value = to_scalar(loss.clone())?;
+        if !value.is_finite() {
+            bar.abandon();
+            bail!(
+                "loss became {value} at step {}: training stopped; the last checkpoint is kept \
+                 ({}); try a lower --lr",
+                step + 1,
+                run.latest()
+                    .map_or("none yet".into(), |p| p.display().to_string())
+            );
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &unet);
+        unet = optim.step(args.lr, unet, grads);
+        ema = ema_update(ema, &unet.valid(), ema_decay(args.ema, step));
+        state.step += 1;
+        state.loss = value;
+        writeln!(
+            metrics,
+            "{},{value:.6},{:.3e},{:.1}",
+            state.step,
+            args.lr,
+            started.elapsed().as_secs_f64()
+        )?;
+        bar.set_position(state.step as u64);
+        bar.set_message(format!("loss {value:.4}"));
+        if state.step % args.checkpoint_every == 0 || state.step == args.steps {
+            metrics.flush()?;
+            run.save_parts(
+                vec![
+                    ("unet.bpk", unet.clone().into_record()),
+                    ("ema.bpk", ema.clone().into_record()),
+                ],
+                &optim,
+                &state,
+            )?;
+        }
+    }
+    bar.finish();
+    eprintln!(
+        "done: {} steps, last loss {:.4}, {:.1} min; checkpoint in {}",
+        state.step,
+        state.loss,
+        started.elapsed().as_secs_f64() / 60.0,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Draws a step's clips and prompts.
+struct Batcher<'a> {
+    data: &'a ClipFolder,
+    captions: &'a [String],
+    args: &'a TrainContentArgs,
+    frames: usize,
+    pixels: usize,
+}
+
+impl Batcher<'_> {
+    fn draw(&self, rng: &mut StdRng) -> (Vec<Clip>, Vec<String>) {
+        let size = self.pixels as u32;
+        (0..self.args.batch)
+            .map(|_| {
+                let (i, clip) = self
+                    .data
+                    .sample(rng, self.frames, self.args.stride, size, size);
+                let prompt = if rng.random_bool(self.args.empty_prompt) {
+                    String::new()
+                } else {
+                    self.captions[i].clone()
+                };
+                (clip, prompt)
+            })
+            .unzip()
+    }
+}
+
+/// The autoencoder's content frames of clips `[B, L, 3, H, W]` (in latent mode the frames go
+/// through the Stable Diffusion VAE first, scaled by its `scaling_factor`).
+fn content_frames(ae: &Autoencoder, model: &ContentModel, x: Tensor<5>) -> Tensor<4> {
+    let x = match &model.vae {
+        Some((config, vae)) => vae.encode_clips(x, config.scaling_factor),
+        None => x,
+    };
+    ae.encode(x).content.detach()
+}

@@ -1,0 +1,414 @@
+//! End-to-end tests of the content-frame model commands: `sample-content` on a Stable Diffusion
+//! folder, `train-content` from the `tiny` preset (pixel mode) and from a Stable Diffusion
+//! folder (latent mode), resuming, sampling a run, and the bad inputs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{cmdv, data_dir, fails, fixture, latest, metrics_steps, ok, s, scratch};
+
+fn sd_tiny() -> PathBuf {
+    fixture("reference/sd_tiny")
+}
+
+/// A data folder of two real clips with a `path,caption` CSV.
+fn captioned(name: &str) -> PathBuf {
+    let dir = data_dir(name);
+    std::fs::write(
+        dir.join("captions.csv"),
+        "path,caption\nbox.y4m,a box on a table\ntree.mp4,\"a tree, in the wind\"\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let img = image::open(path).unwrap();
+    (img.width(), img.height())
+}
+
+/// Trains an autoencoder run for one step (`tiny`, or `tiny-latent` on sd_tiny's VAE).
+fn autoencoder(data: &Path, dir: &Path, latent: bool) -> PathBuf {
+    let run = dir.join(if latent { "ae-latent" } else { "ae" });
+    let mut args = vec![
+        "train-ae",
+        "--data",
+        s(data),
+        "--out",
+        s(&run),
+        "--steps",
+        "1",
+    ];
+    let vae = sd_tiny();
+    if latent {
+        args.extend(["--preset", "tiny-latent", "--vae", s(&vae)]);
+    }
+    ok(&args);
+    run
+}
+
+#[test]
+fn sample_content_from_a_stable_diffusion_folder() {
+    let dir = scratch("sample-sd");
+    let sd = sd_tiny();
+    let out = |name: &str| dir.join(name);
+    let base = [
+        "sample-content",
+        "--model",
+        s(&sd),
+        "--prompt",
+        "a red circle",
+        "--steps",
+        "4",
+    ];
+    let run = |name: &str, extra: &[&str]| {
+        let mut args = base.to_vec();
+        let path = out(name);
+        args.extend(["--out", s(&path)]);
+        args.extend(extra);
+        ok(&args);
+        std::fs::read(path).unwrap()
+    };
+    let a = run("a.png", &["--seed", "1"]);
+    assert_eq!(
+        png_size(&out("a.png")),
+        (16, 16),
+        "the UNet's sample_size in pixels"
+    );
+    assert_eq!(
+        run("b.png", &["--seed", "1"]),
+        a,
+        "a seed gives the same image"
+    );
+    assert_ne!(
+        run("c.png", &["--seed", "2"]),
+        a,
+        "another seed, another image"
+    );
+    run(
+        "d.png",
+        &["--sampler", "dpm-solver", "--height", "32", "--width", "48"],
+    );
+    assert_eq!(png_size(&out("d.png")), (48, 32));
+
+    let long = "a red circle moving left ".repeat(20);
+    let o = out("long.png");
+    let res = cmdv(&[
+        "sample-content",
+        "--model",
+        s(&sd),
+        "--prompt",
+        &long,
+        "--steps",
+        "2",
+        "--out",
+        s(&o),
+    ]);
+    assert!(res.status.success());
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains("warning: the prompt is longer than 75 tokens"),
+        "{stderr}"
+    );
+
+    let err = fails(&[&base[..], &["--height", "24", "--out", s(&o)]].concat());
+    assert!(
+        err.contains("height 24: must be a positive multiple of 16"),
+        "{err}"
+    );
+    let err = fails(&[
+        "sample-content",
+        "--model",
+        s(&sd),
+        "--prompt",
+        "x",
+        "--steps",
+        "0",
+        "--out",
+        s(&o),
+    ]);
+    assert!(err.contains("--steps must be positive"), "{err}");
+    // A folder whose UNet weights are broken: the file is named.
+    let broken = dir.join("broken");
+    copy_dir(&sd, &broken);
+    std::fs::write(
+        broken.join("unet/diffusion_pytorch_model.safetensors"),
+        b"not weights",
+    )
+    .unwrap();
+    let err = fails(&[
+        "sample-content",
+        "--model",
+        s(&broken),
+        "--prompt",
+        "x",
+        "--out",
+        s(&o),
+    ]);
+    assert!(
+        err.contains("unet/diffusion_pytorch_model.safetensors: not a valid safetensors file"),
+        "{err}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn loss_rows(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').take(2).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+/// Pixel mode from the `tiny` preset: an interrupted and resumed run takes exactly the steps an
+/// uninterrupted one takes, and the run samples content frames.
+#[test]
+fn train_content_resume_and_sample() {
+    let dir = scratch("content-tiny");
+    let data = captioned("content-tiny-data");
+    let ae = autoencoder(&data, &dir, false);
+    let train = |out: &Path, steps: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train-content",
+            "--ae",
+            s(&ae),
+            "--base",
+            "tiny",
+            "--data",
+            s(&data),
+            "--out",
+            s(out),
+            "--steps",
+            steps,
+            "--batch",
+            "1",
+            "--checkpoint-every",
+            "2",
+            "--lr",
+            "1e-3",
+        ];
+        args.extend(extra);
+        ok(&args);
+    };
+    let straight = dir.join("straight");
+    train(&straight, "4", &[]);
+    let resumed = dir.join("resumed");
+    train(&resumed, "2", &[]);
+    train(&resumed, "4", &["--resume"]);
+    assert_eq!(metrics_steps(&resumed), [1, 2, 3, 4]);
+    assert_eq!(latest(&resumed), "step-000004");
+    assert_eq!(
+        loss_rows(&resumed),
+        loss_rows(&straight),
+        "resuming changes nothing"
+    );
+
+    let png = dir.join("frame.png");
+    ok(&[
+        "sample-content",
+        "--model",
+        s(&resumed),
+        "--prompt",
+        "a box on a table",
+        "--steps",
+        "3",
+        "--out",
+        s(&png),
+    ]);
+    assert_eq!(
+        png_size(&png),
+        (64, 64),
+        "the autoencoder's content-frame size"
+    );
+    let err = fails(&[
+        "sample-content",
+        "--model",
+        s(&resumed),
+        "--prompt",
+        "x",
+        "--height",
+        "64",
+        "--out",
+        s(&png),
+    ]);
+    assert!(err.contains("--height/--width"), "{err}");
+
+    // Bad inputs.
+    let common = ["--ae", s(&ae), "--data", s(&data), "--steps", "1"];
+    let other = dir.join("other");
+    fn tc<'a>(common: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [&["train-content"][..], common, extra].concat()
+    }
+    let sd = sd_tiny();
+    let err = fails(&tc(&common, &["--base", "nope", "--out", s(&other)]));
+    assert!(
+        err.contains("--base")
+            && err.contains("neither a preset (tiny) nor a Stable Diffusion folder"),
+        "{err}"
+    );
+    let err = fails(&tc(&common, &["--base", s(&sd), "--out", s(&other)]));
+    assert!(
+        err.contains("its UNet takes 4 channels") && err.contains("3 (pixel mode)"),
+        "{err}"
+    );
+    let err = fails(&tc(&common, &["--base", "tiny", "--out", s(&straight)]));
+    assert!(err.contains("already holds a checkpoint"), "{err}");
+    let err = fails(&tc(
+        &common,
+        &["--base", "tiny", "--out", s(&other), "--resume"],
+    ));
+    assert!(
+        err.contains("config.json: cannot read the run config"),
+        "{err}"
+    );
+    let err = fails(&tc(
+        &common,
+        &["--base", "tiny", "--out", s(&other), "--ema", "1.5"],
+    ));
+    assert!(err.contains("--ema must be in [0, 1)"), "{err}");
+    let err = fails(&tc(
+        &common,
+        &["--base", "tiny", "--out", s(&other), "--empty-prompt=-1"],
+    ));
+    assert!(err.contains("--empty-prompt must be in [0, 1]"), "{err}");
+    let err = fails(&tc(
+        &common,
+        &[
+            "--base",
+            "tiny",
+            "--out",
+            s(&other),
+            "--captions",
+            "/nonexistent.csv",
+        ],
+    ));
+    assert!(
+        err.contains("/nonexistent.csv: cannot read the captions CSV"),
+        "{err}"
+    );
+    std::fs::remove_file(data.join("captions.csv")).unwrap();
+    let err = fails(&tc(&common, &["--base", "tiny", "--out", s(&other)]));
+    assert!(err.contains("box.y4m: no caption"), "{err}");
+    let err = fails(&[
+        "sample-content",
+        "--model",
+        s(&ae),
+        "--prompt",
+        "x",
+        "--out",
+        s(&png),
+    ]);
+    assert!(err.contains("not a content-model run config"), "{err}");
+}
+
+/// Latent mode: an autoencoder on sd_tiny's VAE latents, a content UNet fine-tuned from sd_tiny,
+/// and content frames decoded by its VAE.
+#[test]
+fn latent_mode_fine_tunes_a_stable_diffusion_folder() {
+    let dir = scratch("content-latent");
+    let data = captioned("content-latent-data");
+    let ae = autoencoder(&data, &dir, true);
+    let sd = sd_tiny();
+    let run = dir.join("content");
+    ok(&[
+        "train-content",
+        "--ae",
+        s(&ae),
+        "--base",
+        s(&sd),
+        "--data",
+        s(&data),
+        "--out",
+        s(&run),
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+    ]);
+    assert_eq!(metrics_steps(&run), [1, 2]);
+    let png = dir.join("frame.png");
+    ok(&[
+        "sample-content",
+        "--model",
+        s(&run),
+        "--prompt",
+        "a box",
+        "--steps",
+        "3",
+        "--out",
+        s(&png),
+    ]);
+    assert_eq!(png_size(&png), (64, 64), "32x32 latents through a 2x VAE");
+
+    let err = fails(&[
+        "train-content",
+        "--ae",
+        s(&ae),
+        "--base",
+        "tiny",
+        "--data",
+        s(&data),
+        "--out",
+        s(&dir.join("x")),
+    ]);
+    assert!(
+        err.contains("a preset has no Stable Diffusion VAE"),
+        "{err}"
+    );
+    let err = fails(&[
+        "train-ae",
+        "--data",
+        s(&data),
+        "--preset",
+        "tiny-latent",
+        "--out",
+        s(&dir.join("y")),
+    ]);
+    assert!(
+        err.contains("give the Stable Diffusion folder with --vae"),
+        "{err}"
+    );
+    let err = fails(&[
+        "train-ae",
+        "--data",
+        s(&data),
+        "--vae",
+        s(&sd),
+        "--out",
+        s(&dir.join("z")),
+    ]);
+    assert!(err.contains("--vae is for latent presets"), "{err}");
+    let other = sd.join("unet");
+    let err = fails(&[
+        "train-ae",
+        "--data",
+        s(&data),
+        "--preset",
+        "tiny-latent",
+        "--vae",
+        s(&other),
+        "--out",
+        s(&ae),
+        "--steps",
+        "2",
+        "--resume",
+    ]);
+    assert!(
+        err.contains("not a Stable Diffusion folder (no vae/config.json)"),
+        "{err}"
+    );
+}
