@@ -3,10 +3,13 @@
 //!
 //! Module fields are named after the checkpoint keys, so the only translation is burn-store's
 //! `PyTorchToBurnAdapter`: linear weights are transposed (`[out, in]` -> `[in, out]`) and
-//! LayerNorm/GroupNorm `weight`/`bias` become `gamma`/`beta`; f16 and bf16 tensors are cast to
-//! f32. Weights come as bytes, so this works the same natively and in a browser.
+//! LayerNorm/GroupNorm `weight`/`bias` become `gamma`/`beta`; every float tensor is cast to the
+//! model's own float type, so f16/bf16 files load into f32 models and f32 files into half models
+//! (built on a device configured for f16). Weights come as bytes, so this works the same
+//! natively and in a browser.
 
-use burn::tensor::DType;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{DType, Tensor};
 use burn_store::{
     FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
 };
@@ -58,8 +61,7 @@ pub fn load_safetensors<M: ModuleSnapshot>(
     ignore: &[&str],
     remap: &[(&str, &str)],
 ) -> Result<(), WeightsError> {
-    // f16/bf16 checkpoints load into f32 models.
-    let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32));
+    let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(float_dtype(model)));
     let mut store = SafetensorsStore::from_bytes(Some(bytes))
         .with_from_adapter(adapter)
         .allow_partial(true)
@@ -97,4 +99,17 @@ pub fn load_safetensors<M: ModuleSnapshot>(
         });
     }
     Ok(())
+}
+
+/// The float type of a model's parameters (that of its first one; f32 for a model without).
+pub fn float_dtype<M: Module>(model: &M) -> DType {
+    struct First(Option<DType>);
+    impl ModuleVisitor for First {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.get_or_insert(param.val().dtype());
+        }
+    }
+    let mut first = First(None);
+    model.visit(&mut first);
+    first.0.unwrap_or(DType::F32)
 }

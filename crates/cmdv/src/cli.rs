@@ -197,6 +197,9 @@ pub struct SampleContentArgs {
     /// The PNG to write.
     #[arg(long)]
     pub out: PathBuf,
+    /// Compute in half precision (f16 weights and activations; half the memory on a GPU).
+    #[arg(long)]
+    pub half: bool,
     /// Where to run.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,

@@ -1,8 +1,8 @@
 //! Turning `--device` into a burn device, with a clear error when it is not available.
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::Device;
 use burn::tensor::wgpu::WgpuBackend;
+use burn::tensor::{Device, FloatDType};
 
 use crate::cli::DeviceArg;
 
@@ -14,6 +14,17 @@ pub fn open(arg: DeviceArg) -> Result<Device> {
         DeviceArg::Vulkan => wgpu(WgpuBackend::Vulkan, "vulkan"),
         DeviceArg::Cuda => cuda(),
     }
+}
+
+/// The device `arg` names, computing in f16 when `half` is set.
+pub fn open_with_precision(arg: DeviceArg, half: bool) -> Result<Device> {
+    let mut device = open(arg)?;
+    if half {
+        device
+            .configure(FloatDType::F16)
+            .map_err(|e| anyhow::anyhow!("--half: this device cannot compute in f16: {e}"))?;
+    }
+    Ok(device)
 }
 
 fn wgpu(api: WgpuBackend, name: &str) -> Result<Device> {

@@ -25,7 +25,7 @@ pub fn run(args: &SampleContentArgs) -> Result<()> {
             args.model.display()
         );
     }
-    let device = device::open(args.device)?;
+    let device = device::open_with_precision(args.device, args.half)?;
     let options = SamplingOptions {
         steps: args.steps,
         guidance: args.guidance,

@@ -91,6 +91,7 @@ fn sample_content_from_a_stable_diffusion_folder() {
         &["--sampler", "dpm-solver", "--height", "32", "--width", "48"],
     );
     assert_eq!(png_size(&out("d.png")), (48, 32));
+    run("half.png", &["--seed", "1", "--half"]);
 
     let long = "a red circle moving left ".repeat(20);
     let o = out("long.png");
