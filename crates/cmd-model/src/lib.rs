@@ -13,6 +13,7 @@
 
 pub mod ae;
 pub mod clip;
+pub mod dit;
 pub mod error;
 pub mod metrics;
 pub mod pipelines;

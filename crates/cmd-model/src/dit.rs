@@ -1,0 +1,411 @@
+//! The motion diffusion model (spec section 3): a DiT (Peebles & Xie 2023) over the motion
+//! latent, conditioned on the clean content frame and the text.
+//!
+//! - The motion latent `[B, D, L, H'+W']` is a `D`-channel image of `L x (H'+W')`, cut into
+//!   `p x p` patches, embedded, plus fixed 2-D sin-cos positions **on its real rectangular
+//!   grid** (the released code only handles square grids).
+//! - The content frame `[B, C, H, W]` is cut into `kp x kp` patches with its own embedding and
+//!   positions; its tokens are **concatenated** to the motion tokens, full self-attention runs
+//!   over both, and only the motion tokens reach the final layer.
+//! - adaLN-Zero blocks (six modulation vectors per block, zero-initialised), MLP ratio 4,
+//!   tanh-GELU; conditioning `c = timestep embedding + Linear(pooled text)`, where pooled text is
+//!   the mean of the text encoder's last hidden state. The null condition of classifier-free
+//!   guidance is a zero text vector, with the content frame kept (the released code drops both
+//!   the text and, in its guidance path, the content frame).
+//!
+//! Field names follow DiT's `models.py` (`x_embedder`, `t_embedder.mlp`, `blocks.N.attn.qkv`,
+//! `adaLN_modulation`, `final_layer`), so checkpoints map one to one.
+
+use burn::module::Module;
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::activation::{gelu_approximate, silu};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+use crate::ae::patch::{patchify, unpatchify};
+
+/// Sizes of a motion DiT.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct DitConfig {
+    /// Motion-latent channels `D`.
+    pub motion_channels: usize,
+    /// Frames `L` (the motion image's height).
+    pub frames: usize,
+    /// `H' + W'` (the motion image's width).
+    pub motion_width: usize,
+    /// Patch size `p` of the motion image.
+    pub patch: usize,
+    /// Content-frame channels `C`.
+    pub content_channels: usize,
+    /// Content-frame height.
+    pub content_height: usize,
+    /// Content-frame width.
+    pub content_width: usize,
+    /// Patch size `kp` of the content frame.
+    pub content_patch: usize,
+    /// Width of the pooled text vector.
+    pub text_dim: usize,
+    /// Transformer width.
+    pub hidden: usize,
+    /// Blocks.
+    pub depth: usize,
+    /// Attention heads.
+    pub heads: usize,
+}
+
+/// The DiT sizes of spec section 3 (depth, width, heads), plus our `tiny`.
+pub const DIT_PRESETS: [(&str, usize, usize, usize); 5] = [
+    ("tiny", 4, 128, 4),
+    ("S", 12, 384, 6),
+    ("B", 12, 768, 12),
+    ("L", 24, 1024, 16),
+    ("XL", 28, 1152, 16),
+];
+
+impl DitConfig {
+    /// The preset `name` (`tiny`, `S`, `B`, `L`, `XL`, all with patch 2) for the given data
+    /// shapes: motion `D x L x (H'+W')`, content `C x H x W` cut into `content_patch` patches,
+    /// pooled text of width `text_dim`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn preset(
+        name: &str,
+        motion: [usize; 3],
+        content: [usize; 3],
+        content_patch: usize,
+        text_dim: usize,
+    ) -> Result<Self, ModelError> {
+        let Some(&(_, depth, hidden, heads)) = DIT_PRESETS.iter().find(|p| p.0 == name) else {
+            return Err(ModelError::UnknownPreset {
+                found: name.to_string(),
+                expected: DIT_PRESETS.map(|p| p.0).join(", "),
+            });
+        };
+        let config = Self {
+            motion_channels: motion[0],
+            frames: motion[1],
+            motion_width: motion[2],
+            patch: 2,
+            content_channels: content[0],
+            content_height: content[1],
+            content_width: content[2],
+            content_patch,
+            text_dim,
+            hidden,
+            depth,
+            heads,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that the sizes fit together.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |msg: String| Err(ModelError::InvalidConfig(msg));
+        if self.patch == 0
+            || !self.frames.is_multiple_of(self.patch)
+            || !self.motion_width.is_multiple_of(self.patch)
+        {
+            return bad(format!(
+                "motion image {}x{} must be a multiple of the patch size {}",
+                self.frames, self.motion_width, self.patch
+            ));
+        }
+        if self.content_patch == 0
+            || !self.content_height.is_multiple_of(self.content_patch)
+            || !self.content_width.is_multiple_of(self.content_patch)
+        {
+            return bad(format!(
+                "content frame {}x{} must be a multiple of the content patch size {}",
+                self.content_height, self.content_width, self.content_patch
+            ));
+        }
+        if self.heads == 0
+            || !self.hidden.is_multiple_of(self.heads)
+            || !self.hidden.is_multiple_of(4)
+        {
+            return bad(format!(
+                "hidden width {} must be a multiple of 4 and of the {} heads",
+                self.hidden, self.heads
+            ));
+        }
+        Ok(())
+    }
+
+    /// Motion tokens: `(L / p) * ((H'+W') / p)`.
+    pub fn motion_tokens(&self) -> usize {
+        (self.frames / self.patch) * (self.motion_width / self.patch)
+    }
+
+    /// Content tokens: `(H / kp) * (W / kp)`.
+    pub fn content_tokens(&self) -> usize {
+        (self.content_height / self.content_patch) * (self.content_width / self.content_patch)
+    }
+
+    /// Builds the model: random weights, adaLN-Zero modulations and the output layer at zero.
+    pub fn init(&self, device: &Device) -> Result<MotionDit, ModelError> {
+        self.validate()?;
+        let d = self.hidden;
+        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let zeros = |i, o| {
+            LinearConfig::new(i, o)
+                .with_initializer(Initializer::Zeros)
+                .init(device)
+        };
+        let blocks = (0..self.depth)
+            .map(|_| DitBlock {
+                attn: SelfAttention {
+                    qkv: linear(d, 3 * d),
+                    proj: linear(d, d),
+                    heads: self.heads,
+                },
+                mlp: Mlp {
+                    fc1: linear(d, 4 * d),
+                    fc2: linear(4 * d, d),
+                },
+                adaln_modulation: zeros(d, 6 * d),
+            })
+            .collect();
+        let (p, kp) = (self.patch, self.content_patch);
+        Ok(MotionDit {
+            x_embedder: linear(self.motion_channels * p * p, d),
+            content_embedder: linear(self.content_channels * kp * kp, d),
+            t_embedder: TimestepEmbedder {
+                linear_1: linear(FREQUENCY_DIM, d),
+                linear_2: linear(d, d),
+            },
+            y_embedder: linear(self.text_dim, d),
+            blocks,
+            final_layer: FinalLayer {
+                linear: zeros(d, p * p * self.motion_channels),
+                adaln_modulation: zeros(d, 2 * d),
+            },
+            config: self.clone(),
+        })
+    }
+}
+
+/// Width of the sinusoidal timestep features (DiT's `frequency_embedding_size`).
+const FREQUENCY_DIM: usize = 256;
+
+/// The motion DiT.
+#[derive(Module, Debug)]
+pub struct MotionDit {
+    x_embedder: Linear,
+    content_embedder: Linear,
+    t_embedder: TimestepEmbedder,
+    y_embedder: Linear,
+    blocks: Vec<DitBlock>,
+    final_layer: FinalLayer,
+    #[module(skip)]
+    config: DitConfig,
+}
+
+#[derive(Module, Debug)]
+struct TimestepEmbedder {
+    linear_1: Linear,
+    linear_2: Linear,
+}
+
+#[derive(Module, Debug)]
+struct DitBlock {
+    attn: SelfAttention,
+    mlp: Mlp,
+    adaln_modulation: Linear,
+}
+
+#[derive(Module, Debug)]
+struct SelfAttention {
+    qkv: Linear,
+    proj: Linear,
+    heads: usize,
+}
+
+#[derive(Module, Debug)]
+struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+#[derive(Module, Debug)]
+struct FinalLayer {
+    linear: Linear,
+    adaln_modulation: Linear,
+}
+
+/// LayerNorm without learned scale and bias (DiT's `elementwise_affine=False`), eps 1e-6.
+fn norm(x: Tensor<3>) -> Tensor<3> {
+    let mean = x.clone().mean_dim(2);
+    let centred = x - mean;
+    let var = centred.clone().powi_scalar(2).mean_dim(2);
+    centred / (var + 1e-6).sqrt()
+}
+
+/// `x * (1 + scale) + shift`, with `shift`/`scale` of shape `[B, D]` broadcast over tokens.
+fn modulate(x: Tensor<3>, shift: Tensor<2>, scale: Tensor<2>) -> Tensor<3> {
+    x * (scale.unsqueeze_dim::<3>(1) + 1.0) + shift.unsqueeze_dim(1)
+}
+
+impl SelfAttention {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, n, d] = x.dims();
+        let (h, dh) = (self.heads, d / self.heads);
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, n, 3, h, dh])
+            .permute([2, 0, 3, 1, 4]);
+        let part = |i| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0);
+        let out = attention(
+            part(0),
+            part(1),
+            part(2),
+            None,
+            None,
+            AttentionModuleOptions::default(),
+        );
+        self.proj.forward(out.swap_dims(1, 2).reshape([b, n, d]))
+    }
+}
+
+impl DitBlock {
+    fn forward(&self, x: Tensor<3>, c: &Tensor<2>) -> Tensor<3> {
+        let m = self.adaln_modulation.forward(silu(c.clone())).chunk(6, 1);
+        let [
+            shift_msa,
+            scale_msa,
+            gate_msa,
+            shift_mlp,
+            scale_mlp,
+            gate_mlp,
+        ] = <[Tensor<2>; 6]>::try_from(m).expect("six modulation vectors");
+        let h = self
+            .attn
+            .forward(modulate(norm(x.clone()), shift_msa, scale_msa));
+        let x = x + gate_msa.unsqueeze_dim(1) * h;
+        let h = modulate(norm(x.clone()), shift_mlp, scale_mlp);
+        let h = self
+            .mlp
+            .fc2
+            .forward(gelu_approximate(self.mlp.fc1.forward(h)));
+        x + gate_mlp.unsqueeze_dim(1) * h
+    }
+}
+
+/// DiT's 1-D sin-cos embedding of positions: `[sin(pos * w), cos(pos * w)]`, `w_i = 10000^(-i / (dim/2))`.
+fn sincos_1d(dim: usize, positions: &[f64]) -> Vec<Vec<f64>> {
+    let half = dim / 2;
+    positions
+        .iter()
+        .map(|p| {
+            let angles = (0..half).map(|i| p / 10000f64.powf(i as f64 / half as f64));
+            let angles: Vec<f64> = angles.collect();
+            angles
+                .iter()
+                .map(|a| a.sin())
+                .chain(angles.iter().map(|a| a.cos()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Fixed 2-D sin-cos positions of a `rows x cols` grid of tokens (row-major), `[rows * cols,
+/// dim]`: the first half of each vector encodes the column, the second half the row (DiT's
+/// `get_2d_sincos_pos_embed`, generalised to rectangles).
+pub fn sincos_2d(dim: usize, rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows * cols * dim);
+    let col_emb = sincos_1d(dim / 2, &(0..cols).map(|c| c as f64).collect::<Vec<_>>());
+    let row_emb = sincos_1d(dim / 2, &(0..rows).map(|r| r as f64).collect::<Vec<_>>());
+    for row in &row_emb {
+        for col in &col_emb {
+            out.extend(col.iter().chain(row).map(|v| *v as f32));
+        }
+    }
+    out
+}
+
+impl MotionDit {
+    /// The model's sizes.
+    pub fn config(&self) -> &DitConfig {
+        &self.config
+    }
+
+    fn positions(&self, rows: usize, cols: usize, device: &Device) -> Tensor<3> {
+        let d = self.config.hidden;
+        Tensor::from_data(
+            TensorData::new(sincos_2d(d, rows, cols), [1, rows * cols, d]),
+            device,
+        )
+    }
+
+    /// DiT's timestep features: `[cos(t w), sin(t w)]`, `w_i = 10000^(-i / 128)`, `[B, 256]`.
+    fn timestep_features(timesteps: &[f64], device: &Device) -> Tensor<2> {
+        let half = FREQUENCY_DIM / 2;
+        let mut values = Vec::with_capacity(timesteps.len() * FREQUENCY_DIM);
+        for t in timesteps {
+            let angles: Vec<f64> = (0..half)
+                .map(|i| t * (-(10000f64.ln()) * i as f64 / half as f64).exp())
+                .collect();
+            values.extend(angles.iter().map(|a| a.cos() as f32));
+            values.extend(angles.iter().map(|a| a.sin() as f32));
+        }
+        Tensor::from_data(
+            TensorData::new(values, [timesteps.len(), FREQUENCY_DIM]),
+            device,
+        )
+    }
+
+    /// Predicts the noise of motion latents `z_t` at `timesteps`, given the clean content frame
+    /// and the pooled text vector (zeros for the null condition).
+    ///
+    /// # Shapes
+    /// - motion: `[B, D, L, H'+W']`; content: `[B, C, H, W]`; text: `[B, text_dim]`
+    /// - output: `[B, D, L, H'+W']`
+    pub fn forward(
+        &self,
+        motion: Tensor<4>,
+        timesteps: &[f64],
+        content: Tensor<4>,
+        text: Tensor<2>,
+    ) -> Tensor<4> {
+        let cfg = &self.config;
+        let device = motion.device();
+        let (p, kp) = (cfg.patch, cfg.content_patch);
+        let (rows, cols) = (cfg.frames / p, cfg.motion_width / p);
+        let (crows, ccols) = (cfg.content_height / kp, cfg.content_width / kp);
+        // 1. Tokens: motion patches and content patches, each with its own positions.
+        let x = patchify(motion.unsqueeze_dim(1), p).squeeze_dim::<3>(1);
+        let x = self.x_embedder.forward(x) + self.positions(rows, cols, &device);
+        let y = patchify(content.unsqueeze_dim(1), kp).squeeze_dim::<3>(1);
+        let y = self.content_embedder.forward(y) + self.positions(crows, ccols, &device);
+        let n = rows * cols;
+        let mut h = Tensor::cat(vec![x, y], 1);
+        // 2. Conditioning vector.
+        let t = Self::timestep_features(timesteps, &device);
+        let t = self
+            .t_embedder
+            .linear_2
+            .forward(silu(self.t_embedder.linear_1.forward(t)));
+        let c = t + self.y_embedder.forward(text);
+        // 3. Blocks over motion and content tokens together.
+        for block in &self.blocks {
+            h = block.forward(h, &c);
+        }
+        // 4. Final layer on the motion tokens only.
+        let f = &self.final_layer;
+        let [shift, scale] =
+            <[Tensor<2>; 2]>::try_from(f.adaln_modulation.forward(silu(c)).chunk(2, 1))
+                .expect("two modulation vectors");
+        let h = h.narrow(1, 0, n);
+        let out = f.linear.forward(modulate(norm(h), shift, scale));
+        unpatchify(out.unsqueeze_dim(1), p, rows, cols).squeeze_dim::<4>(1)
+    }
+}
+
+/// The pooled text vector of spec section 3: the mean over tokens of the text encoder's last
+/// hidden state, `[B, S, D] -> [B, D]`.
+pub fn pooled_text(last_hidden_state: Tensor<3>) -> Tensor<2> {
+    last_hidden_state.mean_dim(1).squeeze_dim(1)
+}
