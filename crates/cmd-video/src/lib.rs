@@ -7,12 +7,14 @@
 //! Every error names the file it is about. Files are written atomically (temporary file, then
 //! rename), so an interrupted write never leaves a half-written output in place.
 
+pub mod adherence;
 pub mod atomic;
 pub mod clip;
 pub mod error;
 pub mod gif;
 pub mod mp4;
 pub mod png;
+pub mod teaching;
 pub mod y4m;
 
 pub use atomic::{replace_atomic, write_atomic, write_bytes_atomic};

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use image::RgbImage;
 use openh264::decoder::{DecodedYUV, Decoder};
-use openh264::encoder::{Encoder, EncoderConfig, FrameRate, Profile, QpRange};
+use openh264::encoder::{Encoder, EncoderConfig, FrameRate, Profile, QpRange, RateControlMode};
 use openh264::formats::{RgbSliceU8, YUVBuffer, YUVSource};
 
 use crate::{Clip, VideoError};
@@ -173,6 +173,7 @@ pub fn write(path: &Path, clip: &Clip) -> Result<(), VideoError> {
     let config = EncoderConfig::new()
         .profile(Profile::Baseline)
         .skip_frames(false)
+        .rate_control_mode(RateControlMode::Off)
         .max_frame_rate(FrameRate::from_hz(clip.fps))
         .qp(QpRange::new(4, 20));
     let mut encoder = Encoder::with_api_config(openh264::OpenH264API::from_source(), config)

@@ -25,8 +25,46 @@ pub enum Command {
     TrainContent(TrainContentArgs),
     /// Sample one image (a content frame) from a Stable Diffusion folder or a train-content run.
     SampleContent(SampleContentArgs),
+    /// Write clips of the procedural teaching dataset (coloured shapes moving in named
+    /// directions) with a captions.csv.
+    MakeTeachingData(MakeTeachingDataArgs),
+    /// Check that clips show what their captions say (teaching-dataset captions): colour and
+    /// motion of the object.
+    Adherence(AdherenceArgs),
     /// Time the model on a device.
     Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MakeTeachingDataArgs {
+    /// Folder to write the clips (mp4) and captions.csv into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of clips.
+    #[arg(long, default_value_t = 200)]
+    pub count: usize,
+    /// Seed: the same seed writes the same clips.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Use the held-out prompts (for evaluation) instead of the training prompts.
+    #[arg(long)]
+    pub held_out: bool,
+    /// Frame width and height in pixels (a multiple of 16).
+    #[arg(long, default_value_t = 64)]
+    pub size: u32,
+    /// Frames per clip.
+    #[arg(long, default_value_t = 16)]
+    pub frames: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct AdherenceArgs {
+    /// A folder of clips with a captions.csv (`path,caption`) of teaching-dataset captions.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the model runs.

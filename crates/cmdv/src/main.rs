@@ -1,5 +1,6 @@
 //! `cmdv`: train, inspect, reconstruct, sample and benchmark CMD models.
 
+mod adherence;
 mod bench;
 mod captions;
 mod checkpoint;
@@ -13,6 +14,7 @@ mod progress;
 mod reconstruct;
 mod sample_content;
 mod sd_folder;
+mod teaching_data;
 mod tensor_io;
 mod train;
 mod train_content;
@@ -40,6 +42,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Reconstruct(args) => reconstruct::run(&args),
         cli::Command::TrainContent(args) => train_content::run(&args),
         cli::Command::SampleContent(args) => sample_content::run(&args),
+        cli::Command::MakeTeachingData(args) => teaching_data::run(&args),
+        cli::Command::Adherence(args) => adherence::run(&args),
         cli::Command::Bench(args) => bench::run(&args),
     }
 }
