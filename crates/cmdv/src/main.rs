@@ -8,6 +8,7 @@ mod cli;
 mod content;
 mod data;
 mod device;
+mod fit;
 mod info;
 mod latents;
 mod progress;

@@ -2,32 +2,29 @@
 //! the content frames of a frozen autoencoder (spec section 2): epsilon- (or v-) MSE, empty
 //! prompts for classifier-free guidance, an EMA copy for sampling, atomic checkpoints, resume.
 
-use std::io::Write;
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::{Result, bail, ensure};
 use burn::module::Module;
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::Tensor;
 use cmd_model::pipelines::standard_normal;
 use cmd_model::schedulers::NoiseSchedule;
 use cmd_model::{Autoencoder, OutputMode};
 use cmd_video::Clip;
+use rand::Rng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 use crate::checkpoint::{Run, TrainState, load_autoencoder, load_record};
 use crate::cli::TrainContentArgs;
 use crate::content::{
-    self, ContentModel, ContentRunConfig, PRESET_BASES, ema_decay, ema_update, encode_prompts,
-    text_encoder_path,
+    self, ContentModel, ContentRunConfig, PRESET_BASES, encode_prompts, text_encoder_path,
 };
 use crate::data::ClipFolder;
-use crate::tensor_io::{clips_to_tensor, to_scalar};
-use crate::train::open_metrics;
-use crate::{captions, device, progress};
+use crate::fit::{Plan, fit};
+use crate::tensor_io::clips_to_tensor;
+use crate::{captions, device};
 
 /// Adam (spec: lr 1e-4, no weight decay) with gradients clipped to norm 1.
 fn optimizer() -> ModuleOptimizer {
@@ -111,7 +108,7 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         empty_prompt: args.empty_prompt,
     };
     let preset = PRESET_BASES.contains(&config.base.as_str());
-    let (mut unet, mut ema, mut optim, mut state) = if args.resume {
+    let (unet, ema, optim, state) = if args.resume {
         let saved = content::read_run_config(&run)?;
         if (&saved.ae, &saved.base) != (&config.ae, &config.base) {
             bail!(
@@ -182,24 +179,23 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         args.data.display()
     );
     let schedule = NoiseSchedule::new(&model.scheduler);
-    let mut metrics = open_metrics(&run, state.step)?;
-    let bar = progress::bar(args.steps as u64, "content");
-    bar.set_position(state.step as u64);
-    bar.reset_eta();
-    let started = Instant::now();
-    let steps_per_batch = Batcher {
+    let batcher = Batcher {
         data: &data,
         captions: &captions,
         args,
         frames: ae_config.frames,
         pixels,
     };
-
-    while state.step < args.steps {
-        let step = state.step;
-        let mut rng =
-            StdRng::seed_from_u64(state.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let (clips, prompts) = steps_per_batch.draw(&mut rng);
+    let plan = Plan {
+        steps: args.steps,
+        checkpoint_every: args.checkpoint_every,
+        lr: args.lr,
+        ema: args.ema,
+        model_file: "unet.bpk",
+        label: "content",
+    };
+    fit(&run, &plan, unet, ema, optim, state, |unet, rng| {
+        let (clips, prompts) = batcher.draw(rng);
         let x0 = content_frames(&ae, &model, clips_to_tensor(&clips, &device));
         let context = encode_prompts(&model, &prompts, &device)?;
         let t: Vec<usize> = (0..args.batch)
@@ -208,56 +204,11 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         let noise = standard_normal(x0.dims(), rng.random(), &device);
         let x_t = schedule.add_noise(x0.clone(), noise.clone(), &t);
         let target = schedule.training_target(model.scheduler.prediction_type, x0, noise, &t);
-        let t_f: Vec<f64> = t.iter().map(|t| *t as f64).collect();
-        let loss = (unet.forward(x_t, &t_f, &context) - target)
+        let t: Vec<f64> = t.iter().map(|t| *t as f64).collect();
+        Ok((unet.forward(x_t, &t, &context) - target)
             .powi_scalar(2)
-            .mean();
-        let value = to_scalar(loss.clone())?;
-        if !value.is_finite() {
-            bar.abandon();
-            bail!(
-                "loss became {value} at step {}: training stopped; the last checkpoint is kept \
-                 ({}); try a lower --lr",
-                step + 1,
-                run.latest()
-                    .map_or("none yet".into(), |p| p.display().to_string())
-            );
-        }
-        let grads = GradientsParams::from_grads(loss.backward(), &unet);
-        unet = optim.step(args.lr, unet, grads);
-        ema = ema_update(ema, &unet.valid(), ema_decay(args.ema, step));
-        state.step += 1;
-        state.loss = value;
-        writeln!(
-            metrics,
-            "{},{value:.6},{:.3e},{:.1}",
-            state.step,
-            args.lr,
-            started.elapsed().as_secs_f64()
-        )?;
-        bar.set_position(state.step as u64);
-        bar.set_message(format!("loss {value:.4}"));
-        if state.step % args.checkpoint_every == 0 || state.step == args.steps {
-            metrics.flush()?;
-            run.save_parts(
-                vec![
-                    ("unet.bpk", unet.clone().into_record()),
-                    ("ema.bpk", ema.clone().into_record()),
-                ],
-                &optim,
-                &state,
-            )?;
-        }
-    }
-    bar.finish();
-    eprintln!(
-        "done: {} steps, last loss {:.4}, {:.1} min; checkpoint in {}",
-        state.step,
-        state.loss,
-        started.elapsed().as_secs_f64() / 60.0,
-        args.out.display()
-    );
-    Ok(())
+            .mean())
+    })
 }
 
 /// Draws a step's clips and prompts.

@@ -1,0 +1,108 @@
+//! The optimisation loop the diffusion models share (`train-content`, `train-motion`): a seeded
+//! generator per step (so a resumed run draws what an uninterrupted one would), Adam, an EMA
+//! copy, a metrics log, atomic checkpoints of the model and its EMA, and a clear stop on a
+//! non-finite loss.
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::checkpoint::{Run, TrainState};
+use crate::content::{ema_decay, ema_update};
+use crate::progress;
+use crate::tensor_io::to_scalar;
+use crate::train::open_metrics;
+
+/// How long and how to optimise.
+pub struct Plan<'a> {
+    /// Total steps (a resumed run counts the steps done).
+    pub steps: usize,
+    /// Checkpoint period.
+    pub checkpoint_every: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// EMA decay.
+    pub ema: f64,
+    /// The checkpoint file of the model (`unet.bpk`, `dit.bpk`); the EMA goes to `ema.bpk`.
+    pub model_file: &'a str,
+    /// Progress-bar label.
+    pub label: &'a str,
+}
+
+/// The generator of step `step` of a run seeded with `seed`.
+pub fn step_rng(seed: u64, step: usize) -> StdRng {
+    StdRng::seed_from_u64(seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// Optimises `model` from `state` to `plan.steps`; `loss_of(model, rng)` is one step's loss.
+#[allow(clippy::too_many_arguments)]
+pub fn fit<M: Module + Clone>(
+    run: &Run,
+    plan: &Plan,
+    mut model: M,
+    mut ema: M,
+    mut optim: ModuleOptimizer,
+    mut state: TrainState,
+    mut loss_of: impl FnMut(&M, &mut StdRng) -> Result<Tensor<1>>,
+) -> Result<()> {
+    let mut metrics = open_metrics(run, state.step)?;
+    let bar = progress::bar(plan.steps as u64, plan.label);
+    bar.set_position(state.step as u64);
+    bar.reset_eta();
+    let started = Instant::now();
+    while state.step < plan.steps {
+        let step = state.step;
+        let loss = loss_of(&model, &mut step_rng(state.seed, step))?;
+        let value = to_scalar(loss.clone())?;
+        if !value.is_finite() {
+            bar.abandon();
+            bail!(
+                "loss became {value} at step {}: training stopped; the last checkpoint is kept \
+                 ({}); try a lower --lr",
+                step + 1,
+                run.latest()
+                    .map_or("none yet".into(), |p| p.display().to_string())
+            );
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(plan.lr, model, grads);
+        ema = ema_update(ema, &model.valid(), ema_decay(plan.ema, step));
+        state.step += 1;
+        state.loss = value;
+        writeln!(
+            metrics,
+            "{},{value:.6},{:.3e},{:.1}",
+            state.step,
+            plan.lr,
+            started.elapsed().as_secs_f64()
+        )?;
+        bar.set_position(state.step as u64);
+        bar.set_message(format!("loss {value:.4}"));
+        if state.step % plan.checkpoint_every == 0 || state.step == plan.steps {
+            metrics.flush()?;
+            run.save_parts(
+                vec![
+                    (plan.model_file, model.clone().into_record()),
+                    ("ema.bpk", ema.clone().into_record()),
+                ],
+                &optim,
+                &state,
+            )?;
+        }
+    }
+    bar.finish();
+    eprintln!(
+        "done: {} steps, last loss {:.4}, {:.1} min; checkpoint in {}",
+        state.step,
+        state.loss,
+        started.elapsed().as_secs_f64() / 60.0,
+        run.dir().display()
+    );
+    Ok(())
+}
