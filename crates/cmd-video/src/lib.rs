@@ -63,3 +63,21 @@ pub fn is_clip_file(path: &Path) -> bool {
         Some("y4m" | "mp4" | "m4v" | "gif")
     )
 }
+
+/// Writes a clip, choosing the format by extension: `.gif`, `.mp4`, or (no extension) a folder
+/// of PNG frames. Files are written atomically.
+pub fn write_clip(path: &Path, clip: &Clip) -> Result<(), VideoError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("gif") => gif::write(path, clip),
+        Some("mp4") => mp4::write(path, clip),
+        None => png::write_folder(path, clip),
+        Some(other) => Err(VideoError::new(
+            path,
+            format!("cannot write '{other}' clips: expected .gif, .mp4, or a folder name"),
+        )),
+    }
+}

@@ -25,6 +25,14 @@ pub enum Command {
     TrainContent(TrainContentArgs),
     /// Sample one image (a content frame) from a Stable Diffusion folder or a train-content run.
     SampleContent(SampleContentArgs),
+    /// Train the motion DiT on the motion latents of a trained autoencoder.
+    TrainMotion(TrainMotionArgs),
+    /// Generate a clip from a text prompt with a trained CMD model.
+    Generate(GenerateArgs),
+    /// Image to video: a picture becomes the content frame, only the motion is sampled.
+    Animate(AnimateArgs),
+    /// Motion transfer: the content frame of one clip with the motion of another.
+    Transfer(TransferArgs),
     /// Write clips of the procedural teaching dataset (coloured shapes moving in named
     /// directions) with a captions.csv.
     MakeTeachingData(MakeTeachingDataArgs),
@@ -33,6 +41,130 @@ pub enum Command {
     Adherence(AdherenceArgs),
     /// Time the model on a device.
     Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainMotionArgs {
+    /// The autoencoder run whose motion latents (and content frames) are the training data.
+    #[arg(long)]
+    pub ae: PathBuf,
+    /// The content run (`train-content`) whose text encoder conditions the motion model.
+    #[arg(long)]
+    pub content: PathBuf,
+    /// Folder of training clips (as for train-content).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Captions CSV (as for train-content).
+    #[arg(long)]
+    pub captions: Option<PathBuf>,
+    /// Run folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// DiT size: tiny, S, B, L, XL (patch 2).
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+    /// Patch size of the content frame (spec: 4 for SD1.5 and 64x64 pixels, 8 for SD2.1).
+    #[arg(long, default_value_t = 4)]
+    pub content_patch: usize,
+    /// Total optimisation steps (a resumed run counts the steps already done).
+    #[arg(long, default_value_t = 300)]
+    pub steps: usize,
+    /// Clips per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// EMA decay.
+    #[arg(long, default_value_t = 0.999)]
+    pub ema: f64,
+    /// Fraction of text vectors replaced by the null (zero) vector.
+    #[arg(long, default_value_t = 0.1)]
+    pub empty_prompt: f64,
+    /// Write a checkpoint every this many steps (and always at the end).
+    #[arg(long, default_value_t = 50)]
+    pub checkpoint_every: usize,
+    /// Frame stride when sampling clips.
+    #[arg(long, default_value_t = 1)]
+    pub stride: usize,
+    /// Continue the run in `--out` from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Seed for initialisation, data sampling and noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to train.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+}
+
+/// Sampling settings shared by generate and animate.
+#[derive(Args, Debug)]
+pub struct SamplingArgs {
+    /// A motion run (`train-motion`): it names its autoencoder and content runs.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The text prompt.
+    #[arg(long)]
+    pub prompt: String,
+    /// Content-frame sampler steps.
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// Motion sampler steps.
+    #[arg(long, default_value_t = 100)]
+    pub motion_steps: usize,
+    /// Guidance scale of the content model.
+    #[arg(long, default_value_t = 7.5)]
+    pub guidance: f64,
+    /// Guidance scale of the motion model.
+    #[arg(long, default_value_t = 9.0)]
+    pub motion_guidance: f64,
+    /// Sampler of both models: ddim or dpm-solver.
+    #[arg(long, default_value = "ddim")]
+    pub sampler: cmd_model::pipelines::Sampler,
+    /// Seed (the same seed gives the same clip on a given device).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The clip to write: .gif, .mp4, or a folder name for PNG frames.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Where to run.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct AnimateArgs {
+    /// The picture that becomes the content frame (resized to the model's size).
+    #[arg(long)]
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TransferArgs {
+    /// The autoencoder run.
+    #[arg(long)]
+    pub ae: PathBuf,
+    /// The clip whose content frame is kept.
+    #[arg(long)]
+    pub content: PathBuf,
+    /// The clip whose motion is used.
+    #[arg(long)]
+    pub motion: PathBuf,
+    /// The clip to write: .gif, .mp4, or a folder name for PNG frames.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Where to run.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
 }
 
 #[derive(Args, Debug)]

@@ -49,6 +49,11 @@ impl FrameVae {
         })
     }
 
+    /// The VAE itself.
+    pub fn into_vae(self) -> Vae {
+        self.vae
+    }
+
     /// Scaled latents of clips: `[B, L, 3, H, W]` -> `[B, L, 4, H/f, W/f]`.
     pub fn encode(&self, x: Tensor<5>) -> Tensor<5> {
         self.vae

@@ -9,8 +9,10 @@ mod content;
 mod data;
 mod device;
 mod fit;
+mod generate;
 mod info;
 mod latents;
+mod motion;
 mod progress;
 mod reconstruct;
 mod sample_content;
@@ -19,6 +21,7 @@ mod teaching_data;
 mod tensor_io;
 mod train;
 mod train_content;
+mod train_motion;
 mod viz;
 
 use std::process::ExitCode;
@@ -43,6 +46,10 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Reconstruct(args) => reconstruct::run(&args),
         cli::Command::TrainContent(args) => train_content::run(&args),
         cli::Command::SampleContent(args) => sample_content::run(&args),
+        cli::Command::TrainMotion(args) => train_motion::run(&args),
+        cli::Command::Generate(args) => generate::generate(&args),
+        cli::Command::Animate(args) => generate::animate(&args),
+        cli::Command::Transfer(args) => generate::transfer(&args),
         cli::Command::MakeTeachingData(args) => teaching_data::run(&args),
         cli::Command::Adherence(args) => adherence::run(&args),
         cli::Command::Bench(args) => bench::run(&args),

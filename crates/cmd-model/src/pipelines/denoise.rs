@@ -56,38 +56,15 @@ impl Default for SamplingOptions {
     }
 }
 
-/// Denoises `noise` (`[B, C, h, w]`, standard normal) into a sample of the UNet's data.
-///
-/// `cond` and `uncond` are the text states of the prompt and of the empty prompt (`[B, S, D]`);
-/// `uncond` is not used when `options.guidance <= 1`. `progress(done, total)` is called after
-/// every step.
-pub fn denoise(
-    unet: &Unet,
+/// The scheduler loop: from `noise` (standard normal) to a sample, asking `predict(x_t, t)` for
+/// the network output at each step. `progress(done, total)` is called after every step.
+pub fn sample_loop(
     scheduler: &SchedulerConfig,
-    cond: &Tensor<3>,
-    uncond: &Tensor<3>,
     noise: Tensor<4>,
     options: &SamplingOptions,
+    predict: &mut dyn FnMut(&Tensor<4>, usize) -> Tensor<4>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<4>, SchedulerError> {
-    let guided = options.guidance > 1.0;
-    let context = if guided {
-        Tensor::cat(vec![uncond.clone(), cond.clone()], 0)
-    } else {
-        cond.clone()
-    };
-    let b = noise.dims()[0];
-    let predict = |x: &Tensor<4>, t: usize| -> Tensor<4> {
-        if guided {
-            let input = Tensor::cat(vec![x.clone(), x.clone()], 0);
-            let out = unet.forward(input, &vec![t as f64; 2 * b], &context);
-            let mut halves = out.chunk(2, 0).into_iter();
-            let (u, c) = (halves.next().unwrap(), halves.next().unwrap());
-            classifier_free_guidance(u, c, options.guidance)
-        } else {
-            unet.forward(x.clone(), &vec![t as f64; b], &context)
-        }
-    };
     let mut x = noise;
     match options.sampler {
         Sampler::Ddim => {
@@ -103,11 +80,58 @@ pub fn denoise(
             x = x.mul_scalar(dpm.init_noise_sigma());
             let timesteps = dpm.timesteps().to_vec();
             for (i, &t) in timesteps.iter().enumerate() {
-                let eps = predict(&x, t);
-                x = dpm.step(eps, x);
+                let out = predict(&x, t);
+                x = dpm.step(out, x);
                 progress(i + 1, timesteps.len());
             }
         }
     }
     Ok(x)
+}
+
+/// Runs `network(x, t)` on the unconditional and conditional rows of one batch and combines
+/// them with classifier-free guidance (or only on the conditional rows when `guidance <= 1`).
+/// `network` gets `[x; x]` (`2B` rows: unconditional first) or `x`, and the timestep.
+pub fn guided(
+    x: &Tensor<4>,
+    t: usize,
+    guidance: f64,
+    network: &mut dyn FnMut(Tensor<4>, &[f64]) -> Tensor<4>,
+) -> Tensor<4> {
+    let b = x.dims()[0];
+    if guidance > 1.0 {
+        let out = network(
+            Tensor::cat(vec![x.clone(), x.clone()], 0),
+            &vec![t as f64; 2 * b],
+        );
+        let mut halves = out.chunk(2, 0).into_iter();
+        let (u, c) = (halves.next().unwrap(), halves.next().unwrap());
+        classifier_free_guidance(u, c, guidance)
+    } else {
+        network(x.clone(), &vec![t as f64; b])
+    }
+}
+
+/// Denoises `noise` (`[B, C, h, w]`, standard normal) into a sample of the UNet's data.
+///
+/// `cond` and `uncond` are the text states of the prompt and of the empty prompt (`[B, S, D]`);
+/// `uncond` is not used when `options.guidance <= 1`. `progress(done, total)` is called after
+/// every step.
+pub fn denoise(
+    unet: &Unet,
+    scheduler: &SchedulerConfig,
+    cond: &Tensor<3>,
+    uncond: &Tensor<3>,
+    noise: Tensor<4>,
+    options: &SamplingOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Tensor<4>, SchedulerError> {
+    let context = if options.guidance > 1.0 {
+        Tensor::cat(vec![uncond.clone(), cond.clone()], 0)
+    } else {
+        cond.clone()
+    };
+    let mut network = |x: Tensor<4>, t: &[f64]| unet.forward(x, t, &context);
+    let mut predict = |x: &Tensor<4>, t: usize| guided(x, t, options.guidance, &mut network);
+    sample_loop(scheduler, noise, options, &mut predict, progress)
 }

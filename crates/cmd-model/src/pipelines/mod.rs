@@ -5,13 +5,17 @@
 //! - [`noise`]: seeded standard-normal noise made on the host, so a seed gives the same sample
 //!   on every device.
 //! - [`denoise`]: the classifier-free-guided sampling loop over a UNet (DDIM or DPM-Solver++).
+//! - [`cmd`]: CMD's text-to-video sampling (prompt -> content frame -> motion latent ->
+//!   frames), image-to-video and motion transfer.
 //! - [`stable_diffusion`]: a diffusers Stable Diffusion folder (tokenizer, text encoder, UNet,
 //!   VAE, scheduler config) loaded from its files, and text-to-image sampling with it.
 
+pub mod cmd;
 pub mod denoise;
 pub mod noise;
 pub mod stable_diffusion;
 
-pub use denoise::{Sampler, SamplingOptions, denoise};
+pub use cmd::{CmdPipeline, Codec, GenerateOptions, Stage, Video};
+pub use denoise::{Sampler, SamplingOptions, denoise, guided, sample_loop};
 pub use noise::standard_normal;
 pub use stable_diffusion::{SdLoadError, StableDiffusion};

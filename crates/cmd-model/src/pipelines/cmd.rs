@@ -1,0 +1,306 @@
+//! CMD's text-to-video sampling (Algorithm 1 of the paper, spec section 4), in one place:
+//!
+//! 1. prompt -> tokens -> text encoder: the last hidden state (content model's condition) and
+//!    its mean over tokens (the motion model's pooled text vector);
+//! 2. content frame: the content UNet with classifier-free guidance (empty prompt as null);
+//! 3. motion latent: the motion DiT given the clean content frame and the pooled text, with
+//!    classifier-free guidance (zero text vector as null, content frame kept);
+//! 4. the autoencoder decodes content + motion into frames; in latent mode each frame's latent
+//!    then goes through the Stable Diffusion VAE decoder (divided by its scaling factor).
+//!
+//! Beyond the paper, and natural in this design: image-to-video (a given content frame, only
+//! motion sampled) and motion transfer (the content frame of one clip with the motion latent
+//! of another). Progress is reported per stage and step through a callback.
+
+use burn::tensor::{Device, Tensor};
+
+use crate::clip::ClipTextModel;
+use crate::dit::{MotionDit, pooled_text};
+use crate::schedulers::SchedulerConfig;
+use crate::tokenizer::ClipTokenizer;
+use crate::unet::Unet;
+use crate::vae::{Vae, VaeConfig};
+use crate::{Autoencoder, Encoded};
+
+use super::denoise::{SamplingOptions, guided, sample_loop};
+use super::noise::standard_normal;
+use super::stable_diffusion::{SampleError, encode_prompt};
+
+/// The motion model's noise schedule (spec section 3): linear betas 1e-4 -> 0.02, T = 1000,
+/// epsilon prediction; predicted samples are clipped to `[-1, 1]`, the range of motion latents.
+pub fn motion_schedule() -> SchedulerConfig {
+    SchedulerConfig::default()
+}
+
+/// A stage of generation, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Encoding the prompt.
+    Text,
+    /// Sampling the content frame.
+    Content,
+    /// Sampling the motion latent.
+    Motion,
+    /// Decoding frames.
+    Decode,
+}
+
+/// How to generate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenerateOptions {
+    /// Content-frame sampling (spec: DDIM, 50 steps, guidance 7.5).
+    pub content: SamplingOptions,
+    /// Motion sampling (spec: DDIM, 100 steps, guidance about 9).
+    pub motion: SamplingOptions,
+    /// Seed of the starting noise (content from `seed`, motion from `seed + 1`).
+    pub seed: u64,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            content: SamplingOptions::default(),
+            motion: SamplingOptions {
+                steps: 100,
+                guidance: 9.0,
+                ..SamplingOptions::default()
+            },
+            seed: 0,
+        }
+    }
+}
+
+/// A generated (or re-combined) clip.
+#[derive(Debug, Clone)]
+pub struct Video {
+    /// Frames `[1, L, 3, H, W]` in `[-1, 1]`.
+    pub frames: Tensor<5>,
+    /// The content frame `[1, C, H, W]` (the autoencoder's space: pixels or scaled latents).
+    pub content: Tensor<4>,
+    /// The motion latent `[1, D, L, H'+W']`.
+    pub motion: Tensor<4>,
+    /// The prompt was longer than 75 tokens and was cut.
+    pub truncated: bool,
+}
+
+/// The video autoencoder with, in latent mode, Stable Diffusion's VAE: clips to content frames
+/// and motion latents and back.
+#[derive(Debug)]
+pub struct Codec {
+    /// The video autoencoder.
+    pub autoencoder: Autoencoder,
+    /// Stable Diffusion's VAE and its config (latent mode only).
+    pub vae: Option<(VaeConfig, Vae)>,
+}
+
+impl Codec {
+    /// Frames `[B, L, 3, H, W]` in `[-1, 1]` from content frames and motion latents.
+    pub fn decode(&self, content: Tensor<4>, motion: Tensor<4>) -> Tensor<5> {
+        let x = self.autoencoder.decode(content, motion);
+        let frames = match &self.vae {
+            Some((config, vae)) => {
+                let [b, l, c, h, w] = x.dims();
+                let z = x
+                    .reshape([b * l, c, h, w])
+                    .div_scalar(config.scaling_factor);
+                let pixels = vae.decode(z);
+                let [_, pc, ph, pw] = pixels.dims();
+                pixels.reshape([b, l, pc, ph, pw])
+            }
+            None => x,
+        };
+        frames.clamp(-1.0, 1.0)
+    }
+
+    /// Frames `[B, L, 3, H, W]` in `[-1, 1]` in the autoencoder's space: unchanged in pixel
+    /// mode, scaled VAE latents in latent mode.
+    pub fn encode_frames(&self, frames: Tensor<5>) -> Tensor<5> {
+        match &self.vae {
+            Some((config, vae)) => vae.encode_clips(frames, config.scaling_factor),
+            None => frames,
+        }
+    }
+
+    /// The content frame and motion latent of clips `[B, L, 3, H, W]` in `[-1, 1]`.
+    pub fn encode(&self, frames: Tensor<5>) -> Encoded {
+        self.autoencoder.encode(self.encode_frames(frames))
+    }
+
+    /// The pixel size of the frames the codec takes: `(height, width)`.
+    pub fn frame_size(&self) -> (usize, usize) {
+        let cfg = self.autoencoder.config();
+        let f = self.vae.as_ref().map_or(1, |(c, _)| c.scale_factor());
+        (cfg.height * f, cfg.width * f)
+    }
+
+    /// Motion transfer: the content frame of clip `a` with the motion latent of clip `b`
+    /// (both `[1, L, 3, H, W]` in `[-1, 1]`).
+    pub fn transfer(&self, a: Tensor<5>, b: Tensor<5>) -> Video {
+        let content = self.encode(a).content;
+        let motion = self.encode(b).motion;
+        Video {
+            frames: self.decode(content.clone(), motion.clone()),
+            content,
+            motion,
+            truncated: false,
+        }
+    }
+}
+
+/// Every network of a CMD model.
+#[derive(Debug)]
+pub struct CmdPipeline {
+    /// The prompt tokenizer.
+    pub tokenizer: ClipTokenizer,
+    /// The text encoder shared by both diffusion models.
+    pub text_encoder: ClipTextModel,
+    /// The content-frame UNet.
+    pub content_unet: Unet,
+    /// Its noise schedule.
+    pub content_scheduler: SchedulerConfig,
+    /// The motion DiT.
+    pub dit: MotionDit,
+    /// The video autoencoder (and, in latent mode, the VAE).
+    pub codec: Codec,
+}
+
+/// Progress callback: stage, steps done, steps in the stage.
+pub type Progress<'a> = dyn FnMut(Stage, usize, usize) + 'a;
+
+impl CmdPipeline {
+    /// Text states of a prompt and of the empty prompt, the pooled prompt vector, and whether
+    /// the prompt was cut.
+    fn text(
+        &self,
+        prompt: &str,
+        device: &Device,
+    ) -> Result<(Tensor<3>, Tensor<3>, Tensor<2>, bool), SampleError> {
+        let (cond, truncated) = encode_prompt(&self.tokenizer, &self.text_encoder, prompt, device)?;
+        let (uncond, _) = encode_prompt(&self.tokenizer, &self.text_encoder, "", device)?;
+        let pooled = pooled_text(cond.clone());
+        Ok((cond, uncond, pooled, truncated))
+    }
+
+    /// Samples a content frame `[1, C, H, W]` for the text states `cond` (null: `uncond`).
+    fn sample_content(
+        &self,
+        cond: &Tensor<3>,
+        uncond: &Tensor<3>,
+        options: &SamplingOptions,
+        seed: u64,
+        progress: &mut Progress,
+    ) -> Result<Tensor<4>, SampleError> {
+        let cfg = self.codec.autoencoder.config();
+        let noise = standard_normal(
+            [1, cfg.channels, cfg.height, cfg.width],
+            seed,
+            &cond.device(),
+        );
+        let context = if options.guidance > 1.0 {
+            Tensor::cat(vec![uncond.clone(), cond.clone()], 0)
+        } else {
+            cond.clone()
+        };
+        let mut network = |x: Tensor<4>, t: &[f64]| self.content_unet.forward(x, t, &context);
+        let mut predict = |x: &Tensor<4>, t: usize| guided(x, t, options.guidance, &mut network);
+        let mut report = |done, total| progress(Stage::Content, done, total);
+        Ok(sample_loop(
+            &self.content_scheduler,
+            noise,
+            options,
+            &mut predict,
+            &mut report,
+        )?)
+    }
+
+    /// Samples a motion latent `[1, D, L, H'+W']` for a clean content frame and a pooled text
+    /// vector (null condition: the zero vector, the content frame kept).
+    pub fn sample_motion(
+        &self,
+        content: &Tensor<4>,
+        pooled: &Tensor<2>,
+        options: &SamplingOptions,
+        seed: u64,
+        progress: &mut Progress,
+    ) -> Result<Tensor<4>, SampleError> {
+        let cfg = self.dit.config();
+        let shape = [1, cfg.motion_channels, cfg.frames, cfg.motion_width];
+        let noise = standard_normal(shape, seed, &content.device());
+        let (contents, texts) = if options.guidance > 1.0 {
+            (
+                Tensor::cat(vec![content.clone(), content.clone()], 0),
+                Tensor::cat(vec![pooled.zeros_like(), pooled.clone()], 0),
+            )
+        } else {
+            (content.clone(), pooled.clone())
+        };
+        let mut network =
+            |x: Tensor<4>, t: &[f64]| self.dit.forward(x, t, contents.clone(), texts.clone());
+        let mut predict = |x: &Tensor<4>, t: usize| guided(x, t, options.guidance, &mut network);
+        let mut report = |done, total| progress(Stage::Motion, done, total);
+        Ok(sample_loop(
+            &motion_schedule(),
+            noise,
+            options,
+            &mut predict,
+            &mut report,
+        )?)
+    }
+
+    /// Text to video.
+    pub fn generate(
+        &self,
+        prompt: &str,
+        options: &GenerateOptions,
+        device: &Device,
+        progress: &mut Progress,
+    ) -> Result<Video, SampleError> {
+        progress(Stage::Text, 0, 1);
+        let (cond, uncond, pooled, truncated) = self.text(prompt, device)?;
+        progress(Stage::Text, 1, 1);
+        let content =
+            self.sample_content(&cond, &uncond, &options.content, options.seed, progress)?;
+        self.finish(content, &pooled, options, truncated, progress)
+    }
+
+    /// Image to video: `content` (`[1, C, H, W]`, the autoencoder's space) is the content frame;
+    /// only the motion is sampled.
+    pub fn animate(
+        &self,
+        content: Tensor<4>,
+        prompt: &str,
+        options: &GenerateOptions,
+        progress: &mut Progress,
+    ) -> Result<Video, SampleError> {
+        progress(Stage::Text, 0, 1);
+        let (_, _, pooled, truncated) = self.text(prompt, &content.device())?;
+        progress(Stage::Text, 1, 1);
+        self.finish(content, &pooled, options, truncated, progress)
+    }
+
+    fn finish(
+        &self,
+        content: Tensor<4>,
+        pooled: &Tensor<2>,
+        options: &GenerateOptions,
+        truncated: bool,
+        progress: &mut Progress,
+    ) -> Result<Video, SampleError> {
+        let motion = self.sample_motion(
+            &content,
+            pooled,
+            &options.motion,
+            options.seed + 1,
+            progress,
+        )?;
+        progress(Stage::Decode, 0, 1);
+        let frames = self.codec.decode(content.clone(), motion.clone());
+        progress(Stage::Decode, 1, 1);
+        Ok(Video {
+            frames,
+            content,
+            motion,
+            truncated,
+        })
+    }
+}

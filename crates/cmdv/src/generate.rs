@@ -1,0 +1,165 @@
+//! `cmdv generate`, `animate` and `transfer`: clips from a trained CMD model.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Result, bail, ensure};
+use burn::tensor::{Device, Tensor};
+use cmd_model::pipelines::{Codec, GenerateOptions, SamplingOptions, Stage, Video};
+use cmd_video::Clip;
+use indicatif::ProgressBar;
+
+use crate::checkpoint::load_autoencoder;
+use crate::cli::{AnimateArgs, GenerateArgs, SamplingArgs, TransferArgs};
+use crate::latents::{FrameVae, recorded};
+use crate::tensor_io::{clips_to_tensor, to_vec};
+use crate::{device, motion, progress};
+
+/// Frames per second of written clips.
+const FPS: f32 = 8.0;
+
+fn options(args: &SamplingArgs) -> Result<GenerateOptions> {
+    ensure!(args.steps > 0, "--steps must be positive");
+    ensure!(args.motion_steps > 0, "--motion-steps must be positive");
+    for (name, g) in [
+        ("--guidance", args.guidance),
+        ("--motion-guidance", args.motion_guidance),
+    ] {
+        ensure!(g.is_finite(), "{name} must be a number, found {g}");
+    }
+    Ok(GenerateOptions {
+        content: SamplingOptions {
+            steps: args.steps,
+            guidance: args.guidance,
+            sampler: args.sampler,
+        },
+        motion: SamplingOptions {
+            steps: args.motion_steps,
+            guidance: args.motion_guidance,
+            sampler: args.sampler,
+        },
+        seed: args.seed,
+    })
+}
+
+/// One progress bar per stage, made when the stage starts.
+#[derive(Default)]
+struct StageBars(HashMap<&'static str, ProgressBar>);
+
+impl StageBars {
+    fn report(&mut self, stage: Stage, done: usize, total: usize) {
+        let label = match stage {
+            Stage::Text => "text",
+            Stage::Content => "content",
+            Stage::Motion => "motion",
+            Stage::Decode => "decode",
+        };
+        let bar = self
+            .0
+            .entry(label)
+            .or_insert_with(|| progress::bar(total as u64, label));
+        bar.set_position(done as u64);
+        if done == total {
+            bar.finish();
+        }
+    }
+}
+
+/// Writes the frames of a video (`[1, L, 3, H, W]` in `[-1, 1]`).
+fn write(video: &Video, out: &Path) -> Result<()> {
+    let [_, l, _, h, w] = video.frames.dims();
+    let values = to_vec(video.frames.clone())?;
+    let clip = Clip::from_signed_f32(&values, l, h as u32, w as u32, FPS);
+    cmd_video::write_clip(out, &clip)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+fn warn_truncated(video: &Video) {
+    if video.truncated {
+        eprintln!("warning: the prompt is longer than 75 tokens; its end was cut");
+    }
+}
+
+pub fn generate(args: &GenerateArgs) -> Result<()> {
+    let s = &args.sampling;
+    let options = options(s)?;
+    let device = device::open(s.device)?;
+    let pipeline = motion::load_pipeline(&s.model, &device)?;
+    let mut bars = StageBars::default();
+    let video = pipeline.generate(&s.prompt, &options, &device, &mut |st, d, t| {
+        bars.report(st, d, t)
+    })?;
+    warn_truncated(&video);
+    write(&video, &s.out)
+}
+
+/// A picture as a content frame of the codec: centre-cropped to its aspect, resized, and in
+/// latent mode encoded by the VAE.
+fn picture_to_content(codec: &Codec, path: &Path, device: &Device) -> Result<Tensor<4>> {
+    let image = cmd_video::png::read_image(path)?;
+    let (h, w) = codec.frame_size();
+    if (image.width(), image.height()) != (w as u32, h as u32) {
+        eprintln!(
+            "{}: {}x{} picture centre-cropped and resized to the model's {w}x{h}",
+            path.display(),
+            image.width(),
+            image.height()
+        );
+    }
+    let clip = Clip::new(vec![image], FPS)
+        .expect("one frame")
+        .fit(w as u32, h as u32);
+    let x = clips_to_tensor(&[clip], device); // [1, 1, 3, H, W]
+    Ok(codec.encode_frames(x).squeeze_dim::<4>(1))
+}
+
+pub fn animate(args: &AnimateArgs) -> Result<()> {
+    let s = &args.sampling;
+    let options = options(s)?;
+    let device = device::open(s.device)?;
+    let pipeline = motion::load_pipeline(&s.model, &device)?;
+    let content = picture_to_content(&pipeline.codec, &args.image, &device)?;
+    let mut bars = StageBars::default();
+    let video = pipeline.animate(content, &s.prompt, &options, &mut |st, d, t| {
+        bars.report(st, d, t)
+    })?;
+    warn_truncated(&video);
+    write(&video, &s.out)
+}
+
+/// The first `frames` frames of a clip, fitted to `width x height`, as `[1, L, 3, H, W]`.
+fn read_frames(
+    path: &Path,
+    frames: usize,
+    (h, w): (usize, usize),
+    device: &Device,
+) -> Result<Tensor<5>> {
+    let clip = cmd_video::read_clip(path, Some(frames))?;
+    if clip.len() < frames {
+        bail!(
+            "{}: has {} frames, the model takes {frames}",
+            path.display(),
+            clip.len()
+        );
+    }
+    Ok(clips_to_tensor(&[clip.fit(w as u32, h as u32)], device))
+}
+
+pub fn transfer(args: &TransferArgs) -> Result<()> {
+    let device = device::open(args.device)?;
+    let autoencoder = load_autoencoder(&args.ae, &device)?;
+    let vae = match recorded(&args.ae)? {
+        Some(folder) => {
+            let vae = FrameVae::load(&folder, &device)?;
+            Some((vae.config.clone(), vae.into_vae()))
+        }
+        None => None,
+    };
+    let codec = Codec { autoencoder, vae };
+    let frames = codec.autoencoder.config().frames;
+    let size = codec.frame_size();
+    let a = read_frames(&args.content, frames, size, &device)?;
+    let b = read_frames(&args.motion, frames, size, &device)?;
+    write(&codec.transfer(a, b), &args.out)
+}

@@ -1,0 +1,188 @@
+//! `cmdv train-motion`: train the motion DiT (spec section 3) on the motion latents of a frozen
+//! autoencoder, conditioned on its clean content frames (teacher forcing) and the pooled text of
+//! the content run's text encoder; a fraction of the text vectors is zeroed for guidance.
+
+use anyhow::{Result, bail, ensure};
+use burn::module::Module;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::tensor::{Tensor, TensorData};
+use cmd_model::dit::{DitConfig, pooled_text};
+use cmd_model::pipelines::cmd::motion_schedule;
+use cmd_model::pipelines::standard_normal;
+use cmd_model::schedulers::NoiseSchedule;
+use rand::Rng;
+
+use crate::checkpoint::{Run, TrainState, load_autoencoder, load_record};
+use crate::cli::TrainMotionArgs;
+use crate::content::{self, encode_prompts};
+use crate::data::ClipFolder;
+use crate::fit::{Plan, fit};
+use crate::motion::{self, MotionRunConfig};
+use crate::tensor_io::clips_to_tensor;
+use crate::{captions, device};
+
+fn optimizer() -> ModuleOptimizer {
+    AdamConfig::new()
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init()
+}
+
+pub fn run(args: &TrainMotionArgs) -> Result<()> {
+    ensure!(args.steps > 0, "--steps must be positive");
+    ensure!(args.batch > 0, "--batch must be positive");
+    ensure!(
+        args.checkpoint_every > 0,
+        "--checkpoint-every must be positive"
+    );
+    ensure!(
+        args.lr.is_finite() && args.lr > 0.0,
+        "--lr must be a positive number, found {}",
+        args.lr
+    );
+    ensure!(
+        (0.0..1.0).contains(&args.ema),
+        "--ema must be in [0, 1), found {}",
+        args.ema
+    );
+    ensure!(
+        (0.0..=1.0).contains(&args.empty_prompt),
+        "--empty-prompt must be in [0, 1], found {}",
+        args.empty_prompt
+    );
+    let device = device::open(args.device)?.autodiff();
+    let ae = load_autoencoder(&args.ae, &device)?.no_grad();
+    let (content_config, mut text) = content::load_run(&args.content, &device)?;
+    text.text_encoder = text.text_encoder.no_grad();
+    text.vae = text.vae.map(|(c, v)| (c, v.no_grad()));
+    let ae_path = std::path::absolute(&args.ae)?;
+    if content_config.ae != ae_path {
+        eprintln!(
+            "warning: the content run was trained on the content frames of {}, not of {}",
+            content_config.ae.display(),
+            ae_path.display()
+        );
+    }
+    let cfg = ae.config().clone();
+    device.seed(args.seed);
+    let dit_config = DitConfig::preset(
+        &args.preset,
+        [cfg.motion_dim, cfg.frames, cfg.grid_h() + cfg.grid_w()],
+        [cfg.channels, cfg.height, cfg.width],
+        args.content_patch,
+        content_config.text_encoder.hidden_size,
+    )?;
+    let config = MotionRunConfig {
+        ae: ae_path,
+        content: std::path::absolute(&args.content)?,
+        dit: dit_config.clone(),
+        ema: args.ema,
+        empty_prompt: args.empty_prompt,
+    };
+    let run = Run::new(&args.out);
+    let (dit, ema, optim, state) = if args.resume {
+        let saved = motion::read_run_config(&run)?;
+        if (&saved.ae, &saved.content, &saved.dit) != (&config.ae, &config.content, &config.dit) {
+            bail!(
+                "{}: the run was started with other --ae, --content, --preset or \
+                 --content-patch values",
+                run.config_path().display()
+            );
+        }
+        let (dir, optim, state) = run.resume_parts(optimizer())?;
+        let dit = load_record(saved.dit.init(&device)?, &dir.join("dit.bpk"), "DiT")?;
+        let ema = load_record(saved.dit.init(&device)?, &dir.join("ema.bpk"), "DiT")?;
+        eprintln!("resuming {} at step {}", args.out.display(), state.step);
+        (dit, ema.valid(), optim, state)
+    } else {
+        if run.latest().is_some() {
+            bail!(
+                "{}: already holds a checkpoint; pass --resume to continue it, or choose another --out",
+                args.out.display()
+            );
+        }
+        std::fs::create_dir_all(&args.out).map_err(|e| {
+            anyhow::anyhow!("{}: cannot create the run folder: {e}", args.out.display())
+        })?;
+        let json = serde_json::to_string_pretty(&config)?;
+        cmd_video::write_bytes_atomic(&run.config_path(), json.as_bytes())?;
+        let dit = dit_config.init(&device)?;
+        let ema = dit.valid();
+        (
+            dit,
+            ema,
+            optimizer(),
+            TrainState {
+                step: 0,
+                seed: args.seed,
+                loss: f64::NAN,
+            },
+        )
+    };
+    if state.step >= args.steps {
+        eprintln!(
+            "{}: already trained for {} steps",
+            args.out.display(),
+            state.step
+        );
+        return Ok(());
+    }
+
+    let factor = text.vae.as_ref().map_or(1, |(c, _)| c.scale_factor());
+    let pixels = (cfg.height * factor) as u32;
+    let span = args.stride * (cfg.frames - 1) + 1;
+    let data = ClipFolder::load(&args.data, span, pixels, pixels)?;
+    let captions = captions::for_clips(&args.data, data.paths(), args.captions.as_deref())?;
+    eprintln!(
+        "training the motion DiT '{}' ({} parameters) on {} captioned clips from {}",
+        args.preset,
+        dit.num_params(),
+        data.len(),
+        args.data.display()
+    );
+    let schedule = NoiseSchedule::new(&motion_schedule());
+    let plan = Plan {
+        steps: args.steps,
+        checkpoint_every: args.checkpoint_every,
+        lr: args.lr,
+        ema: args.ema,
+        model_file: "dit.bpk",
+        label: "motion",
+    };
+    fit(&run, &plan, dit, ema, optim, state, |dit, rng| {
+        let (clips, prompts): (Vec<_>, Vec<_>) = (0..args.batch)
+            .map(|_| {
+                let (i, clip) = data.sample(rng, cfg.frames, args.stride, pixels, pixels);
+                (clip, captions[i].clone())
+            })
+            .unzip();
+        let keep: Vec<f32> = (0..args.batch)
+            .map(|_| {
+                if rng.random_bool(args.empty_prompt) {
+                    0.0
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let x = clips_to_tensor(&clips, &device);
+        let x = match &text.vae {
+            Some((c, vae)) => vae.encode_clips(x, c.scaling_factor),
+            None => x,
+        };
+        let encoded = ae.encode(x);
+        let (content, z0) = (encoded.content.detach(), encoded.motion.detach());
+        let pooled = pooled_text(encode_prompts(&text, &prompts, &device)?);
+        let keep = Tensor::<2>::from_data(TensorData::new(keep, [args.batch, 1]), &device);
+        let pooled = pooled * keep; // the null condition is the zero vector
+        let t: Vec<usize> = (0..args.batch)
+            .map(|_| rng.random_range(0..schedule.len()))
+            .collect();
+        let noise = standard_normal(z0.dims(), rng.random(), &device);
+        let z_t = schedule.add_noise(z0, noise.clone(), &t);
+        let t: Vec<f64> = t.iter().map(|t| *t as f64).collect();
+        Ok((dit.forward(z_t, &t, content, pooled) - noise)
+            .powi_scalar(2)
+            .mean())
+    })
+}
