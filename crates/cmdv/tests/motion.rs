@@ -1,0 +1,321 @@
+//! End-to-end tests of the motion model and the whole pipeline from the command line: the
+//! teaching dataset, `train-motion` (with resume), `generate` (seeded), `animate`, `transfer`
+//! on the bundled real clips, the adherence analyser, and the bad inputs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{cmdv, fails, fixture, latest, metrics_steps, ok, s, scratch};
+
+struct Runs {
+    dir: PathBuf,
+    data: PathBuf,
+    ae: PathBuf,
+    content: PathBuf,
+}
+
+/// Teaching clips, and one-step autoencoder and content runs on them.
+fn runs(name: &str) -> Runs {
+    let dir = scratch(name);
+    let data = dir.join("data");
+    ok(&[
+        "make-teaching-data",
+        "--out",
+        s(&data),
+        "--count",
+        "6",
+        "--seed",
+        "4",
+    ]);
+    let (ae, content) = (dir.join("ae"), dir.join("content"));
+    ok(&[
+        "train-ae",
+        "--data",
+        s(&data),
+        "--out",
+        s(&ae),
+        "--steps",
+        "1",
+        "--batch",
+        "1",
+    ]);
+    ok(&[
+        "train-content",
+        "--ae",
+        s(&ae),
+        "--base",
+        "tiny",
+        "--data",
+        s(&data),
+        "--out",
+        s(&content),
+        "--steps",
+        "1",
+        "--batch",
+        "1",
+    ]);
+    Runs {
+        dir,
+        data,
+        ae,
+        content,
+    }
+}
+
+fn train_motion(r: &Runs, out: &Path, steps: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "train-motion",
+        "--ae",
+        s(&r.ae),
+        "--content",
+        s(&r.content),
+        "--data",
+        s(&r.data),
+        "--out",
+        s(out),
+        "--steps",
+        steps,
+        "--batch",
+        "2",
+        "--checkpoint-every",
+        "1",
+    ];
+    args.extend(extra);
+    ok(&args)
+}
+
+#[test]
+fn teaching_data_is_captioned_and_scores_full_adherence() {
+    let dir = scratch("teaching");
+    ok(&[
+        "make-teaching-data",
+        "--out",
+        s(&dir),
+        "--count",
+        "12",
+        "--held-out",
+    ]);
+    let csv = std::fs::read_to_string(dir.join("captions.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 13);
+    assert!(
+        csv.lines().nth(1).unwrap().starts_with("clip-00000.mp4,a"),
+        "{csv}"
+    );
+    let out = ok(&["adherence", "--data", s(&dir), "--json"]);
+    assert!(
+        out.contains("\"clips\":12") && out.contains("\"both\":1.0000"),
+        "{out}"
+    );
+    let err = fails(&["make-teaching-data", "--out", s(&dir), "--size", "40"]);
+    assert!(err.contains("--size must be a multiple of 16"), "{err}");
+    std::fs::write(
+        dir.join("captions.csv"),
+        "path,caption\nclip-00000.mp4,a dog\n",
+    )
+    .unwrap();
+    let err = fails(&["adherence", "--data", s(&dir)]);
+    assert!(
+        err.contains("no caption for") || err.contains("not a teaching-dataset caption"),
+        "{err}"
+    );
+}
+
+#[test]
+fn motion_training_generation_animation_and_transfer() {
+    let r = runs("motion");
+    let straight = r.dir.join("straight");
+    train_motion(&r, &straight, "3", &[]);
+    let resumed = r.dir.join("resumed");
+    train_motion(&r, &resumed, "2", &[]);
+    train_motion(&r, &resumed, "3", &["--resume"]);
+    assert_eq!(metrics_steps(&resumed), [1, 2, 3]);
+    assert_eq!(latest(&resumed), "step-000003");
+    let losses = |run: &Path| {
+        std::fs::read_to_string(run.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        losses(&resumed),
+        losses(&straight),
+        "resuming changes nothing"
+    );
+
+    let generate = |out: &Path, seed: &str, prompt: &str| {
+        let res = cmdv(&[
+            "generate",
+            "--model",
+            s(&resumed),
+            "--prompt",
+            prompt,
+            "--steps",
+            "3",
+            "--motion-steps",
+            "3",
+            "--seed",
+            seed,
+            "--out",
+            s(out),
+        ]);
+        assert!(
+            res.status.success(),
+            "{}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        String::from_utf8_lossy(&res.stderr).to_string()
+    };
+    let prompt = "a green square moving right on a black background";
+    let (a, b, c) = (
+        r.dir.join("a.gif"),
+        r.dir.join("b.gif"),
+        r.dir.join("c.gif"),
+    );
+    generate(&a, "1", prompt);
+    generate(&b, "1", prompt);
+    generate(&c, "2", prompt);
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    assert_eq!(read(&a), read(&b), "the same seed gives the same clip");
+    assert_ne!(read(&a), read(&c));
+    let clip = cmd_video::read_clip(&a, None).unwrap();
+    assert_eq!((clip.len(), clip.width(), clip.height()), (16, 64, 64));
+    let stderr = generate(&r.dir.join("long.gif"), "1", &"moving right ".repeat(60));
+    assert!(
+        stderr.contains("warning: the prompt is longer than 75 tokens"),
+        "{stderr}"
+    );
+
+    // Image to video, from a picture of another size.
+    let picture = r.dir.join("picture.png");
+    image::RgbImage::from_pixel(100, 50, image::Rgb([200, 30, 30]))
+        .save(&picture)
+        .unwrap();
+    let animated = r.dir.join("animated.gif");
+    let res = cmdv(&[
+        "animate",
+        "--model",
+        s(&resumed),
+        "--image",
+        s(&picture),
+        "--prompt",
+        "moving left",
+        "--steps",
+        "2",
+        "--motion-steps",
+        "2",
+        "--out",
+        s(&animated),
+    ]);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("100x50 picture centre-cropped and resized to the model's 64x64"),
+        "{stderr}"
+    );
+    assert_eq!(cmd_video::read_clip(&animated, None).unwrap().len(), 16);
+
+    // Motion transfer between two bundled real clips.
+    let moved = r.dir.join("moved.mp4");
+    ok(&[
+        "transfer",
+        "--ae",
+        s(&r.ae),
+        "--content",
+        s(&fixture("clips/box.mp4")),
+        "--motion",
+        s(&fixture("clips/tree.y4m")),
+        "--out",
+        s(&moved),
+    ]);
+    assert_eq!(cmd_video::read_clip(&moved, None).unwrap().len(), 16);
+
+    // Bad inputs.
+    let other = r.dir.join("other");
+    let base = [
+        "train-motion",
+        "--ae",
+        s(&r.ae),
+        "--content",
+        s(&r.content),
+        "--data",
+        s(&r.data),
+        "--out",
+        s(&other),
+        "--steps",
+        "1",
+    ];
+    let err = fails(&[&base[..], &["--preset", "XXL"]].concat());
+    assert!(
+        err.contains("unknown preset 'XXL'") && err.contains("tiny, S, B, L, XL"),
+        "{err}"
+    );
+    let err = fails(&[&base[..], &["--content-patch", "5"]].concat());
+    assert!(err.contains("content patch size 5"), "{err}");
+    let err = fails(&[
+        "train-motion",
+        "--ae",
+        s(&r.ae),
+        "--content",
+        s(&r.ae),
+        "--data",
+        s(&r.data),
+        "--out",
+        s(&other),
+    ]);
+    assert!(err.contains("not a content-model run config"), "{err}");
+    let err = fails(&[
+        "generate",
+        "--model",
+        s(&r.content),
+        "--prompt",
+        "x",
+        "--out",
+        s(&a),
+    ]);
+    assert!(err.contains("not a motion-model run config"), "{err}");
+    let err = fails(&[
+        "generate",
+        "--model",
+        s(&resumed),
+        "--prompt",
+        "x",
+        "--out",
+        s(&r.dir.join("x.avi")),
+    ]);
+    assert!(err.contains("cannot write 'avi' clips"), "{err}");
+    let missing = r.dir.join("missing.png");
+    let err = fails(&[
+        "animate",
+        "--model",
+        s(&resumed),
+        "--image",
+        s(&missing),
+        "--prompt",
+        "x",
+        "--out",
+        s(&a),
+    ]);
+    assert!(err.contains("missing.png"), "{err}");
+    let short = r.dir.join("short");
+    std::fs::create_dir_all(&short).unwrap();
+    for i in 0..3 {
+        image::RgbImage::new(64, 64)
+            .save(short.join(format!("f{i}.png")))
+            .unwrap();
+    }
+    let err = fails(&[
+        "transfer",
+        "--ae",
+        s(&r.ae),
+        "--content",
+        s(&short),
+        "--motion",
+        s(&fixture("clips/tree.y4m")),
+        "--out",
+        s(&moved),
+    ]);
+    assert!(err.contains("has 3 frames, the model takes 16"), "{err}");
+}
