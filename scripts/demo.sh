@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Set up and run the main job on a fresh Debian/Ubuntu machine: install the build
-# dependencies, build `cmdv`, train the `tiny` autoencoder briefly on the bundled real clips,
-# and reconstruct one of them, writing the pictures and printing PSNR/SSIM.
+# dependencies, build `cmdv`, and generate clips from text prompts with the teaching model that
+# ships in models/teaching (seconds on a laptop CPU).
 #
-#   STEPS=300 bash scripts/demo.sh      # longer training, better reconstruction
+#   PROMPT="a yellow triangle rotating on a gray background" bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS="${STEPS:-150}"
 OUT="${OUT:-out/demo}"
+PROMPT="${PROMPT:-a green square moving right on a black background}"
 
 if ! command -v cargo >/dev/null; then
   echo "Rust is needed: install it from https://rustup.rs, then run this script again." >&2
@@ -23,9 +23,8 @@ fi
 cargo build --release -p cmdv
 bin="${CARGO_TARGET_DIR:-target}/release/cmdv"
 
-rm -rf "$OUT"
-mkdir -p "$OUT/data"
-cp tests/fixtures/clips/*.y4m "$OUT/data/"
-"$bin" train-ae --data "$OUT/data" --preset tiny --out "$OUT/run" --steps "$STEPS" --batch 2
-"$bin" reconstruct --ae "$OUT/run" --input tests/fixtures/clips/box.mp4 --out "$OUT/box"
-echo "pictures: $OUT/box/{content,weights,motion}.png, input.gif and recon.gif"
+mkdir -p "$OUT"
+"$bin" generate --prompt "$PROMPT" --out "$OUT/clip.gif"
+"$bin" generate --prompt "a red circle moving up on a white background" --seed 1 \
+  --out "$OUT/red-circle.gif"
+echo "clips: $OUT/clip.gif ($PROMPT), $OUT/red-circle.gif"

@@ -63,6 +63,30 @@ impl Default for ClipTextConfig {
 }
 
 impl ClipTextConfig {
+    /// Stable Diffusion 1.5's text encoder (CLIP ViT-L/14: width 768, 12 layers, quick-GELU).
+    pub fn default_sd15() -> Self {
+        Self {
+            hidden_size: 768,
+            intermediate_size: 3072,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            ..Self::default()
+        }
+    }
+
+    /// Stable Diffusion 2.1's text encoder (OpenCLIP ViT-H/14 as diffusers stores it: width
+    /// 1024, 23 layers, GELU).
+    pub fn default_sd21() -> Self {
+        Self {
+            hidden_size: 1024,
+            intermediate_size: 4096,
+            num_hidden_layers: 23,
+            num_attention_heads: 16,
+            hidden_act: HiddenAct::Gelu,
+            ..Self::default()
+        }
+    }
+
     /// Our small text encoder (CLIP's 49,408-token vocabulary, width 128, 2 layers of 4 heads)
     /// for content models trained from scratch.
     pub fn tiny() -> Self {
@@ -109,6 +133,7 @@ impl ClipTextConfig {
                 final_layer_norm: norm(),
             },
             eos_token_id: self.eos_token_id,
+            config: self.clone(),
         }
     }
 }
@@ -133,6 +158,8 @@ pub struct TextEncoding {
 pub struct ClipTextModel {
     text_model: TextTransformer,
     eos_token_id: u32,
+    #[module(skip)]
+    config: ClipTextConfig,
 }
 
 #[derive(Module, Debug)]
@@ -217,6 +244,11 @@ impl EncoderLayer {
 }
 
 impl ClipTextModel {
+    /// The model's sizes.
+    pub fn config(&self) -> &ClipTextConfig {
+        &self.config
+    }
+
     /// Encodes token ids (`ids.len() = B * S`, row-major, `S` at most the position table).
     ///
     /// # Panics

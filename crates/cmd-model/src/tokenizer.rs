@@ -30,6 +30,24 @@ pub enum TokenizerError {
 /// CLIP's pre-tokenisation pattern (contractions, letter runs, single digits, other runs).
 const CLIP_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
+/// GPT-2's byte-to-symbol table (`bytes_to_unicode`): printable bytes map to themselves, the
+/// others to code points from 256 up, in byte order of the printable ranges first.
+fn byte_symbols() -> [char; 256] {
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let mut table = ['\0'; 256];
+    let mut extra = 0;
+    for b in 0..256u32 {
+        table[b as usize] = if printable(b) {
+            char::from_u32(b).expect("a Latin-1 code point")
+        } else {
+            extra += 1;
+            char::from_u32(255 + extra).expect("a code point")
+        };
+    }
+    table
+}
+
 /// An added special token entry for a `tokenizer.json`.
 fn special(
     id: Option<&serde_json::Value>,
@@ -142,6 +160,66 @@ impl ClipTokenizer {
                       "vocab": vocab, "merges": merges}
         });
         Self::from_json(json.to_string().as_bytes(), pad_token)
+    }
+
+    /// A compact CLIP-style tokenizer for a small closed vocabulary: the 256 byte symbols (with
+    /// and without the end-of-word mark `</w>`), left-to-right merges that spell each of
+    /// `words` as one token, and the two special tokens. Any other text still tokenises, a
+    /// byte at a time. (The same construction as the tiny reference folder's tokenizer.)
+    pub fn for_words(words: &[&str]) -> Result<Self, TokenizerError> {
+        let chars = byte_symbols();
+        // The vocabulary lists the symbols by code point, as transformers does.
+        let mut symbols = chars;
+        symbols.sort_unstable();
+        let mut vocab: Vec<String> = symbols.iter().map(|c| c.to_string()).collect();
+        vocab.extend(symbols.iter().map(|c| format!("{c}</w>")));
+        let mut merges = Vec::new();
+        for word in words {
+            let word: String = word.bytes().map(|b| chars[b as usize]).collect();
+            let letters: Vec<char> = word.chars().collect();
+            let Some((last, rest)) = letters.split_last() else {
+                continue;
+            };
+            let mut parts: Vec<String> = rest.iter().map(|c| c.to_string()).collect();
+            parts.push(format!("{last}</w>"));
+            while parts.len() > 1 {
+                let merged = format!("{}{}", parts[0], parts[1]);
+                let merge = format!("{} {}", parts[0], parts[1]);
+                if !merges.contains(&merge) {
+                    merges.push(merge);
+                }
+                parts.splice(0..2, [merged.clone()]);
+                if !vocab.contains(&merged) {
+                    vocab.push(merged);
+                }
+            }
+        }
+        vocab.push("<|startoftext|>".into());
+        vocab.push("<|endoftext|>".into());
+        let vocab: serde_json::Map<String, serde_json::Value> = vocab
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| (t, serde_json::Value::from(i)))
+            .collect();
+        let merges = format!("#version: 0.2\n{}\n", merges.join("\n"));
+        Self::from_vocab_merges(&serde_json::Value::Object(vocab).to_string(), &merges, None)
+    }
+
+    /// The tokenizer as a `tokenizer.json` (loadable with [`Self::from_json`]).
+    pub fn to_json(&self) -> Result<String, TokenizerError> {
+        self.inner
+            .to_string(false)
+            .map_err(|e| TokenizerError::Parse(e.to_string()))
+    }
+
+    /// Number of tokens in the vocabulary (the text encoder's `vocab_size`).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The end-of-text token's id (the text encoder's `eos_token_id`).
+    pub fn eos_id(&self) -> u32 {
+        self.eos
     }
 
     /// `[bos, prompt tokens (at most 75), eos, pad...]`, 77 ids.

@@ -11,7 +11,8 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{DType, Tensor};
 use burn_store::{
-    FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+    BurnToPyTorchAdapter, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
+    SafetensorsStore,
 };
 
 /// Why a weights file does not fit a model.
@@ -112,4 +113,13 @@ pub fn float_dtype<M: Module>(model: &M) -> DType {
     let mut first = First(None);
     model.visit(&mut first);
     first.0.unwrap_or(DType::F32)
+}
+
+/// A model's weights as safetensors bytes in PyTorch layout (the inverse of
+/// [`load_safetensors`] without key remapping), stored as `dtype` (e.g. f16 to halve the file).
+pub fn save_safetensors<M: ModuleSnapshot>(model: &M, dtype: DType) -> Result<Vec<u8>, String> {
+    let mut store = SafetensorsStore::from_bytes(None)
+        .with_to_adapter(BurnToPyTorchAdapter.chain(FloatCastAdapter::to(dtype)));
+    model.save_into(&mut store).map_err(|e| e.to_string())?;
+    store.get_bytes().map_err(|e| e.to_string())
 }

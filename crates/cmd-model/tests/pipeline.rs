@@ -37,6 +37,7 @@ fn pipeline(device: &Device) -> CmdPipeline {
         tokenizer,
         text_encoder: text.init(device),
         content_unet: unet.init(device).unwrap(),
+        content_unet_config: unet.clone(),
         content_scheduler: SchedulerConfig::stable_diffusion(),
         dit: randomized(dit.init(device).unwrap()),
         codec: Codec {
@@ -170,4 +171,44 @@ fn animate_keeps_the_content_frame_and_transfer_mixes_clips() {
 
 fn video_content(device: &Device) -> Tensor<4> {
     Tensor::<4>::ones([1, 3, 16, 16], device).mul_scalar(0.25)
+}
+
+#[test]
+fn bundles_round_trip_in_f32_and_f16() {
+    use burn::tensor::DType;
+    let device = Device::flex();
+    let p = pipeline(&device);
+    let want = common::host(
+        p.generate("a blue square", &options(5), &device, &mut |_, _, _| {})
+            .unwrap()
+            .frames,
+    );
+    for (dtype, tol) in [(DType::F32, 0.0), (DType::F16, 1e-2)] {
+        let files = p.to_bundle(dtype).unwrap();
+        let mut read = |name: &str| Ok(files.iter().find(|f| f.0 == name).map(|f| f.1.clone()));
+        let q = CmdPipeline::from_bundle(&mut read, &device).unwrap();
+        let got = common::host(
+            q.generate("a blue square", &options(5), &device, &mut |_, _, _| {})
+                .unwrap()
+                .frames,
+        );
+        let err = common::relative_l2(&got, &want);
+        assert!(err <= tol, "{dtype:?}: relative L2 {err:e}");
+    }
+    let files = p.to_bundle(DType::F16).unwrap();
+    for broken in ["dit.safetensors", "model.json"] {
+        let mut read = |name: &str| {
+            Ok(files.iter().find(|f| f.0 == name).map(|f| {
+                if name == broken {
+                    b"{}".to_vec()
+                } else {
+                    f.1.clone()
+                }
+            }))
+        };
+        let err = CmdPipeline::from_bundle(&mut read, &device)
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(err.file, broken, "{err}");
+    }
 }

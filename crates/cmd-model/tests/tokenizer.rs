@@ -95,3 +95,53 @@ fn vocab_and_merges_give_the_same_ids() {
     let err = ClipTokenizer::from_vocab_merges("[1, 2]", &merges, None).unwrap_err();
     assert!(err.to_string().contains("vocab.json"), "{err}");
 }
+
+/// `for_words` builds the same tokenizer as the reference script's tiny vocabulary
+/// (`make_sd_pipeline_fixture.py`, written with transformers' `bytes_to_unicode`).
+#[test]
+fn compact_tokenizer_matches_the_reference_construction() {
+    let words = [
+        "a",
+        "red",
+        "green",
+        "blue",
+        "circle",
+        "square",
+        "moving",
+        "left",
+        "right",
+        "on",
+        "background",
+    ];
+    let built = ClipTokenizer::for_words(&words).unwrap();
+    let dir = fixtures().join("reference/sd_tiny/tokenizer");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let reference =
+        ClipTokenizer::from_vocab_merges(&read("vocab.json"), &read("merges.txt"), None).unwrap();
+    assert_eq!(built.vocab_size(), 555);
+    assert_eq!(built.eos_id(), 554);
+    for prompt in [
+        "a red circle moving left",
+        "A Blue square on a green background!",
+        "",
+        "zebra ü",
+    ] {
+        assert_eq!(
+            built.encode(prompt).unwrap(),
+            reference.encode(prompt).unwrap(),
+            "{prompt}"
+        );
+    }
+    // Each word is one token; the tokenizer survives a tokenizer.json round trip.
+    let ids = built.encode("red circle").unwrap().ids;
+    assert_eq!(
+        &ids[..4],
+        &[553, ids[1], ids[2], 554],
+        "two words, two tokens"
+    );
+    let again = ClipTokenizer::from_json(built.to_json().unwrap().as_bytes(), None).unwrap();
+    assert_eq!(
+        again.encode("a red circle").unwrap(),
+        built.encode("a red circle").unwrap()
+    );
+}

@@ -34,6 +34,26 @@ pub const BACKGROUNDS: [(&str, [u8; 3]); 4] = [
     ("brown", [95, 65, 40]),
 ];
 
+/// Every word of the captions (for a compact tokenizer).
+pub fn vocabulary() -> Vec<&'static str> {
+    let mut words = vec![
+        "a",
+        "an",
+        "on",
+        "background",
+        "moving",
+        "rotating",
+        "left",
+        "right",
+        "up",
+        "down",
+    ];
+    words.extend(COLOURS.iter().map(|c| c.0));
+    words.extend(SHAPES);
+    words.extend(BACKGROUNDS.iter().map(|b| b.0));
+    words
+}
+
 /// What the object does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Motion {
@@ -275,6 +295,14 @@ mod tests {
         }
         let s = all[7];
         assert_eq!(Scene::parse(&s.caption()), Some(s));
+        let words = vocabulary();
+        for scene in &all {
+            assert!(
+                scene.caption().split(' ').all(|w| words.contains(&w)),
+                "{}",
+                scene.caption()
+            );
+        }
         assert_eq!(Scene::parse("a dog"), None);
         assert_eq!(
             Scene {

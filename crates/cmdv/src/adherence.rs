@@ -1,26 +1,83 @@
 //! `cmdv adherence`: the share of clips that show the colour and motion their teaching-dataset
-//! caption asks for.
+//! caption asks for: clips of a captioned folder, or clips a model generates for every
+//! held-out teaching prompt (prompts the shipped model never saw in training).
+
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use cmd_model::pipelines::{GenerateOptions, Sampler, SamplingOptions};
+use cmd_video::Clip;
 use cmd_video::adherence::analyse;
 use cmd_video::teaching::Scene;
 use cmd_video::{is_clip_file, read_clip};
 
-use crate::captions;
 use crate::cli::AdherenceArgs;
+use crate::generate::{clip_of, load_model};
+use crate::{captions, device, progress};
+
+/// Counts of clips with the right colour, motion, and both.
+#[derive(Default)]
+struct Score {
+    clips: usize,
+    colour: usize,
+    motion: usize,
+    both: usize,
+}
+
+impl Score {
+    fn add(&mut self, scene: &Scene, clip: &Clip) {
+        let got = analyse(clip);
+        self.clips += 1;
+        self.colour += usize::from(got.colour == Some(scene.colour));
+        self.motion += usize::from(got.motion == Some(scene.motion));
+        self.both += usize::from(got.matches(scene));
+    }
+
+    fn print(&self, json: bool) {
+        let n = self.clips as f64;
+        let (c, m, b) = (
+            self.colour as f64 / n,
+            self.motion as f64 / n,
+            self.both as f64 / n,
+        );
+        if json {
+            println!(
+                "{{\"clips\":{},\"colour\":{c:.4},\"motion\":{m:.4},\"both\":{b:.4}}}",
+                self.clips
+            );
+        } else {
+            println!(
+                "{} clips: right colour {:.1} %, right motion {:.1} %, both {:.1} %",
+                self.clips,
+                100.0 * c,
+                100.0 * m,
+                100.0 * b
+            );
+        }
+    }
+}
 
 pub fn run(args: &AdherenceArgs) -> Result<()> {
-    let mut paths: Vec<_> = std::fs::read_dir(&args.data)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read the folder: {e}", args.data.display()))?
+    let score = match &args.data {
+        Some(dir) => score_folder(dir)?,
+        None => score_model(args)?,
+    };
+    score.print(args.json);
+    Ok(())
+}
+
+fn score_folder(dir: &PathBuf) -> Result<Score> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read the folder: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| is_clip_file(p))
         .collect();
     paths.sort();
     if paths.is_empty() {
-        bail!("{}: no clips found", args.data.display());
+        bail!("{}: no clips found", dir.display());
     }
-    let captions = captions::for_clips(&args.data, &paths, None)?;
-    let (mut colour, mut motion, mut both) = (0usize, 0usize, 0usize);
+    let captions = captions::for_clips(dir, &paths, None)?;
+    let mut score = Score::default();
     for (path, caption) in paths.iter().zip(&captions) {
         let Some(scene) = Scene::parse(caption) else {
             bail!(
@@ -29,26 +86,46 @@ pub fn run(args: &AdherenceArgs) -> Result<()> {
                 path.display()
             );
         };
-        let got = analyse(&read_clip(path, None)?);
-        colour += usize::from(got.colour == Some(scene.colour));
-        motion += usize::from(got.motion == Some(scene.motion));
-        both += usize::from(got.matches(&scene));
+        score.add(&scene, &read_clip(path, None)?);
     }
-    let n = paths.len() as f64;
-    let (c, m, b) = (colour as f64 / n, motion as f64 / n, both as f64 / n);
-    if args.json {
-        println!(
-            "{{\"clips\":{},\"colour\":{c:.4},\"motion\":{m:.4},\"both\":{b:.4}}}",
-            paths.len()
-        );
-    } else {
-        println!(
-            "{} clips: right colour {:.1} %, right motion {:.1} %, both {:.1} %",
-            paths.len(),
-            100.0 * c,
-            100.0 * m,
-            100.0 * b
-        );
+    Ok(score)
+}
+
+fn score_model(args: &AdherenceArgs) -> Result<Score> {
+    let device = device::open(args.device)?;
+    let pipeline = load_model(args.model.as_deref(), &device)?;
+    let scenes: Vec<Scene> = Scene::all().into_iter().filter(Scene::held_out).collect();
+    let sampling = |steps, guidance| SamplingOptions {
+        steps,
+        guidance,
+        sampler: Sampler::Ddim,
+    };
+    if let Some(dir) = &args.save {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("{}: cannot create the folder: {e}", dir.display()))?;
     }
-    Ok(())
+    let bar = progress::bar(scenes.len() as u64, "clips");
+    let mut score = Score::default();
+    let mut csv = String::from("path,caption\n");
+    for (i, scene) in scenes.iter().enumerate() {
+        let options = GenerateOptions {
+            content: sampling(args.steps, args.guidance),
+            motion: sampling(args.motion_steps, args.motion_guidance),
+            seed: i as u64,
+        };
+        let video = pipeline.generate(&scene.caption(), &options, &device, &mut |_, _, _| {})?;
+        let clip = clip_of(&video)?;
+        score.add(scene, &clip);
+        if let Some(dir) = &args.save {
+            let name = format!("held-out-{i:03}.gif");
+            cmd_video::write_clip(&dir.join(&name), &clip)?;
+            csv.push_str(&format!("{name},{}\n", scene.caption()));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if let Some(dir) = &args.save {
+        cmd_video::write_bytes_atomic(&dir.join("captions.csv"), csv.as_bytes())?;
+    }
+    Ok(score)
 }

@@ -1,13 +1,19 @@
-//! `cmdv bench ae`: encode and decode time per clip and peak memory, as a table.
+//! `cmdv bench ae|unet|generate`: time per stage and peak memory, as tables.
 
 use std::time::Instant;
 
-use anyhow::{Result, ensure};
+use anyhow::{Result, bail, ensure};
 use burn::tensor::{Device, Distribution, Tensor};
 use cmd_model::AutoencoderConfig;
+use cmd_model::clip::ClipTextConfig;
+use cmd_model::dit::DitConfig;
+use cmd_model::pipelines::{CmdPipeline, Codec, GenerateOptions, Sampler, SamplingOptions, Stage};
+use cmd_model::schedulers::SchedulerConfig;
+use cmd_model::tokenizer::ClipTokenizer;
 use cmd_model::unet::UnetConfig;
 
 use crate::cli::{BenchArgs, BenchTarget, UnetLayout};
+use crate::content::CLIP_TOKENIZER;
 use crate::device;
 use crate::tensor_io::to_scalar;
 
@@ -15,7 +21,105 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     match args.target {
         BenchTarget::Ae => bench_ae(args),
         BenchTarget::Unet => bench_unet(args),
+        BenchTarget::Generate => bench_generate(args),
     }
+}
+
+/// A whole CMD model of the preset's size with random weights: the autoencoder preset, the
+/// content UNet and text encoder of the matching Stable Diffusion (ours for `tiny`), and the
+/// motion DiT of the paper (XL/2 for latents, S/2 for `tiny`). The Stable Diffusion VAE decoder
+/// is left out, as in the paper's speed table.
+fn random_pipeline(preset: &str, device: &Device) -> Result<CmdPipeline> {
+    let ae = AutoencoderConfig::preset(preset)?;
+    let (text, unet, dit, content_patch) = match preset {
+        "tiny" => (
+            ClipTextConfig::tiny(),
+            UnetConfig::tiny(ae.channels, ae.height),
+            "tiny",
+            4,
+        ),
+        "sd15-512" => (ClipTextConfig::default_sd15(), UnetConfig::sd15(), "XL", 4),
+        "sd21-512x1024" => (ClipTextConfig::default_sd21(), UnetConfig::sd21(), "XL", 8),
+        other => bail!("--preset {other}: bench generate takes tiny, sd15-512 or sd21-512x1024"),
+    };
+    let dit = DitConfig::preset(
+        dit,
+        [ae.motion_dim, ae.frames, ae.grid_h() + ae.grid_w()],
+        [ae.channels, ae.height, ae.width],
+        content_patch,
+        text.hidden_size,
+    )?;
+    Ok(CmdPipeline {
+        tokenizer: ClipTokenizer::from_json(CLIP_TOKENIZER, None)?,
+        text_encoder: text.init(device),
+        content_unet: unet.init(device)?,
+        content_unet_config: unet,
+        content_scheduler: SchedulerConfig::stable_diffusion(),
+        dit: dit.init(device)?,
+        codec: Codec {
+            autoencoder: ae.init(device)?,
+            vae: None,
+        },
+    })
+}
+
+fn bench_generate(args: &BenchArgs) -> Result<()> {
+    ensure!(
+        args.steps > 0 && args.motion_steps > 0,
+        "--steps and --motion-steps must be positive"
+    );
+    let device = device::open(args.device)?;
+    let pipeline = random_pipeline(&args.preset, &device)?;
+    let guided = |steps| SamplingOptions {
+        steps,
+        guidance: 7.5,
+        sampler: Sampler::Ddim,
+    };
+    let options = GenerateOptions {
+        content: guided(args.steps),
+        motion: guided(args.motion_steps),
+        seed: 0,
+    };
+    let mut peak = Peak::new(&device);
+    // Time between progress reports, with the device drained at each.
+    let mut times: Vec<(Stage, usize, f64)> = Vec::new();
+    let mut last = Instant::now();
+    pipeline.generate(
+        "a red circle moving left",
+        &options,
+        &device,
+        &mut |stage, done, _| {
+            let _ = device.sync();
+            peak.sample(&device);
+            let now = Instant::now();
+            if done > 0 {
+                times.push((stage, done, (now - last).as_secs_f64() * 1e3));
+            }
+            last = now;
+        },
+    )?;
+    println!(
+        "CMD '{}' (random weights), device {:?}, guided DDIM {} + {} steps, batch 1",
+        args.preset, args.device, args.steps, args.motion_steps
+    );
+    println!("| stage | steps | ms in all | ms per step | peak memory |");
+    println!("|---|---:|---:|---:|---:|");
+    for (stage, name) in [
+        (Stage::Text, "text"),
+        (Stage::Content, "content"),
+        (Stage::Motion, "motion"),
+        (Stage::Decode, "decode"),
+    ] {
+        let ms: Vec<f64> = times.iter().filter(|t| t.0 == stage).map(|t| t.2).collect();
+        let total: f64 = ms.iter().sum();
+        println!(
+            "| {name} | {} | {total:.0} | {:.0} | {} |",
+            ms.len(),
+            total / ms.len().max(1) as f64,
+            peak.describe()
+        );
+    }
+    Ok(())
 }
 
 fn bench_unet(args: &BenchArgs) -> Result<()> {

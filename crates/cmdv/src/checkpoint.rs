@@ -178,6 +178,15 @@ impl Run {
     }
 }
 
+/// Reads a run's JSON config; `what` names the command that writes it.
+pub fn read_run_json<T: serde::de::DeserializeOwned>(run: &Run, what: &str) -> Result<T> {
+    let path = run.config_path();
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read the run config", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a {what} run config", path.display()))
+}
+
 /// Fills `module` from the record file `path`, saying which file did not fit.
 pub fn load_record<M: Module>(module: M, path: &Path, what: &str) -> Result<M> {
     let record = ModuleRecord::load(path)

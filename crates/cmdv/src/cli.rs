@@ -33,6 +33,9 @@ pub enum Command {
     Animate(AnimateArgs),
     /// Motion transfer: the content frame of one clip with the motion of another.
     Transfer(TransferArgs),
+    /// Write a trained model (a motion run and the runs it names) as one folder of plain files,
+    /// the form that ships and that the browser loads.
+    Export(ExportArgs),
     /// Write clips of the procedural teaching dataset (coloured shapes moving in named
     /// directions) with a captions.csv.
     MakeTeachingData(MakeTeachingDataArgs),
@@ -51,59 +54,23 @@ pub struct TrainMotionArgs {
     /// The content run (`train-content`) whose text encoder conditions the motion model.
     #[arg(long)]
     pub content: PathBuf,
-    /// Folder of training clips (as for train-content).
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Captions CSV (as for train-content).
-    #[arg(long)]
-    pub captions: Option<PathBuf>,
-    /// Run folder.
-    #[arg(long)]
-    pub out: PathBuf,
     /// DiT size: tiny, S, B, L, XL (patch 2).
     #[arg(long, default_value = "tiny")]
     pub preset: String,
     /// Patch size of the content frame (spec: 4 for SD1.5 and 64x64 pixels, 8 for SD2.1).
     #[arg(long, default_value_t = 4)]
     pub content_patch: usize,
-    /// Total optimisation steps (a resumed run counts the steps already done).
-    #[arg(long, default_value_t = 300)]
-    pub steps: usize,
-    /// Clips per step.
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-4)]
-    pub lr: f64,
-    /// EMA decay.
-    #[arg(long, default_value_t = 0.999)]
-    pub ema: f64,
-    /// Fraction of text vectors replaced by the null (zero) vector.
-    #[arg(long, default_value_t = 0.1)]
-    pub empty_prompt: f64,
-    /// Write a checkpoint every this many steps (and always at the end).
-    #[arg(long, default_value_t = 50)]
-    pub checkpoint_every: usize,
-    /// Frame stride when sampling clips.
-    #[arg(long, default_value_t = 1)]
-    pub stride: usize,
-    /// Continue the run in `--out` from its last checkpoint.
-    #[arg(long)]
-    pub resume: bool,
-    /// Seed for initialisation, data sampling and noise.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Where to train.
-    #[arg(long, value_enum, default_value = "cpu")]
-    pub device: DeviceArg,
+    #[command(flatten)]
+    pub train: DiffusionTrainArgs,
 }
 
 /// Sampling settings shared by generate and animate.
 #[derive(Args, Debug)]
 pub struct SamplingArgs {
-    /// A motion run (`train-motion`): it names its autoencoder and content runs.
+    /// A model folder (`cmdv export`) or a motion run (`train-motion`, which names its
+    /// autoencoder and content runs); default: the teaching model shipped in `models/teaching`.
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// The text prompt.
     #[arg(long)]
     pub prompt: String,
@@ -168,6 +135,19 @@ pub struct TransferArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The motion run (`train-motion`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The folder to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Store f32 weights (default: f16, half the size).
+    #[arg(long)]
+    pub f32: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct MakeTeachingDataArgs {
     /// Folder to write the clips (mp4) and captions.csv into.
     #[arg(long)]
@@ -191,12 +171,34 @@ pub struct MakeTeachingDataArgs {
 
 #[derive(Args, Debug)]
 pub struct AdherenceArgs {
-    /// A folder of clips with a captions.csv (`path,caption`) of teaching-dataset captions.
+    /// A folder of clips with a captions.csv (`path,caption`) of teaching-dataset captions;
+    /// without it, a model generates one clip for each held-out teaching prompt (112).
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
+    /// The model that generates (as for `generate`; default: the shipped teaching model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Content-frame sampler steps.
+    #[arg(long, default_value_t = 25)]
+    pub steps: usize,
+    /// Motion sampler steps.
+    #[arg(long, default_value_t = 25)]
+    pub motion_steps: usize,
+    /// Guidance scale of the content model.
+    #[arg(long, default_value_t = 7.5)]
+    pub guidance: f64,
+    /// Guidance scale of the motion model.
+    #[arg(long, default_value_t = 9.0)]
+    pub motion_guidance: f64,
+    /// Write the generated clips (GIF) and a captions.csv to this folder.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Where to run.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
 }
 
 /// Where the model runs.
@@ -287,15 +289,9 @@ pub struct ReconstructArgs {
     pub device: DeviceArg,
 }
 
+/// Data, run folder and optimisation settings shared by `train-content` and `train-motion`.
 #[derive(Args, Debug)]
-pub struct TrainContentArgs {
-    /// The autoencoder run (from `train-ae`) whose content frames are the training images.
-    #[arg(long)]
-    pub ae: PathBuf,
-    /// Where to start: a diffusers Stable Diffusion folder (unet/, vae/, text_encoder/,
-    /// tokenizer/, scheduler/), or `tiny` for a small model trained from scratch.
-    #[arg(long)]
-    pub base: String,
+pub struct DiffusionTrainArgs {
     /// Folder of training clips: clip files or PNG-frame folders, at the top or in class folders.
     #[arg(long)]
     pub data: PathBuf,
@@ -312,13 +308,13 @@ pub struct TrainContentArgs {
     /// Clips per step.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
-    /// Adam learning rate (spec: 1e-4 when fine-tuning Stable Diffusion).
+    /// Adam learning rate (spec: 1e-4).
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
     /// Decay of the exponential moving average of the weights that sampling uses.
     #[arg(long, default_value_t = 0.999)]
     pub ema: f64,
-    /// Fraction of captions replaced by the empty prompt (for classifier-free guidance).
+    /// Fraction of captions replaced by the null condition (for classifier-free guidance).
     #[arg(long, default_value_t = 0.1)]
     pub empty_prompt: f64,
     /// Write a checkpoint every this many steps (and always at the end).
@@ -336,6 +332,20 @@ pub struct TrainContentArgs {
     /// Where to train.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainContentArgs {
+    /// The autoencoder run (from `train-ae`) whose content frames are the training images.
+    #[arg(long)]
+    pub ae: PathBuf,
+    /// Where to start: a diffusers Stable Diffusion folder (unet/, vae/, text_encoder/,
+    /// tokenizer/, scheduler/), or a preset trained from scratch: `tiny` (CLIP's vocabulary) or
+    /// `teaching` (a compact vocabulary for the teaching dataset).
+    #[arg(long)]
+    pub base: String,
+    #[command(flatten)]
+    pub train: DiffusionTrainArgs,
 }
 
 #[derive(Args, Debug)]
@@ -380,12 +390,19 @@ pub struct BenchArgs {
     /// What to time.
     #[arg(value_enum)]
     pub target: BenchTarget,
-    /// Autoencoder preset.
+    /// Autoencoder preset (`bench generate`: tiny, sd15-512 or sd21-512x1024, the whole model
+    /// of that size).
     #[arg(long, default_value = "tiny")]
     pub preset: String,
     /// Where to run.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+    /// `bench generate`: content-frame sampler steps (guided DDIM).
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// `bench generate`: motion sampler steps (guided DDIM).
+    #[arg(long, default_value_t = 50)]
+    pub motion_steps: usize,
     /// Clips per batch.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -422,4 +439,6 @@ pub enum BenchTarget {
     Ae,
     /// One Stable Diffusion UNet evaluation (batch 1, 77 text tokens).
     Unet,
+    /// One whole clip, stage by stage (text, content, motion, decode), random weights.
+    Generate,
 }

@@ -5,6 +5,7 @@
 //! ```text
 //! RUN/config.json                 ContentRunConfig
 //! RUN/text_encoder.bpk            preset bases only: the frozen text encoder
+//! RUN/tokenizer.json              preset bases only: its tokenizer
 //! RUN/metrics.csv                 step, loss, learning rate, seconds
 //! RUN/checkpoints/step-000300/    unet.bpk, ema.bpk, optim.bpk, state.json
 //! ```
@@ -24,14 +25,16 @@ use cmd_model::unet::{Unet, UnetConfig};
 use cmd_model::vae::{Vae, VaeConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Run, load_record};
+use crate::checkpoint::{Run, load_record, read_run_json};
 use crate::sd_folder;
 
-/// The bases that are not folders.
-pub const PRESET_BASES: [&str; 1] = ["tiny"];
+/// The bases that are not folders: `tiny` (CLIP's vocabulary, for any captions) and
+/// `teaching` (a compact vocabulary for the teaching dataset's captions, and a smaller text
+/// encoder: what the shipped model uses).
+pub const PRESET_BASES: [&str; 2] = ["tiny", "teaching"];
 
 /// CLIP's tokenizer, for preset bases (see `assets/clip-tokenizer/PROVENANCE.md`).
-const CLIP_TOKENIZER: &[u8] =
+pub const CLIP_TOKENIZER: &[u8] =
     include_bytes!("../../../assets/clip-tokenizer/clip-vit-bpe-49408.tokenizer.json");
 
 /// What a content run was made from.
@@ -89,10 +92,30 @@ pub fn from_base(
                  need a Stable Diffusion folder as --base"
             );
         }
-        let text_config = ClipTextConfig::tiny();
-        let unet_config = UnetConfig::tiny(channels, size);
+        let (tokenizer, text_config, unet_config) = if base == "teaching" {
+            let tokenizer = ClipTokenizer::for_words(&cmd_video::teaching::vocabulary())?;
+            let text = ClipTextConfig {
+                vocab_size: tokenizer.vocab_size(),
+                hidden_size: 64,
+                intermediate_size: 128,
+                eos_token_id: tokenizer.eos_id(),
+                ..ClipTextConfig::tiny()
+            };
+            let unet = UnetConfig {
+                cross_attention_dim: 64,
+                ..UnetConfig::tiny(channels, size)
+            };
+            (tokenizer, text, unet)
+        } else {
+            let tokenizer = ClipTokenizer::from_json(CLIP_TOKENIZER, None)?;
+            (
+                tokenizer,
+                ClipTextConfig::tiny(),
+                UnetConfig::tiny(channels, size),
+            )
+        };
         return Ok(ContentModel {
-            tokenizer: ClipTokenizer::from_json(CLIP_TOKENIZER, None)?,
+            tokenizer,
             text_encoder: text_config.init(device),
             text_config,
             unet: unet_config.init(device)?,
@@ -140,20 +163,17 @@ pub fn from_base(
 
 /// Reads a content run's `config.json`.
 pub fn read_run_config(run: &Run) -> Result<ContentRunConfig> {
-    let path = run.config_path();
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read the run config", path.display()))?;
-    serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{}: not a content-model run config (written by `cmdv train-content`)",
-            path.display()
-        )
-    })
+    read_run_json(run, "content-model (written by `cmdv train-content`)")
 }
 
 /// `RUN/text_encoder.bpk`.
 pub fn text_encoder_path(dir: &Path) -> PathBuf {
     dir.join("text_encoder.bpk")
+}
+
+/// `RUN/tokenizer.json`: preset runs keep their tokenizer with their text encoder.
+pub fn tokenizer_path(dir: &Path) -> PathBuf {
+    dir.join("tokenizer.json")
 }
 
 /// Loads a content run for sampling: its base's parts and the newest checkpoint's EMA UNet.
@@ -166,6 +186,11 @@ pub fn load_run(dir: &Path, device: &Device) -> Result<(ContentRunConfig, Conten
     let channels = config.unet.in_channels;
     let mut model = from_base(&config.base, channels, config.size, config.latent, device)?;
     if PRESET_BASES.contains(&config.base.as_str()) {
+        let path = tokenizer_path(dir);
+        let json = std::fs::read(&path)
+            .with_context(|| format!("{}: cannot read the run's tokenizer", path.display()))?;
+        model.tokenizer = ClipTokenizer::from_json(&json, None)
+            .with_context(|| format!("{}: not a tokenizer", path.display()))?;
         model.text_encoder = load_record(
             config.text_encoder.init(device),
             &text_encoder_path(dir),

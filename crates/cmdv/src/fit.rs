@@ -6,18 +6,55 @@
 use std::io::Write;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, bail, ensure};
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::checkpoint::{Run, TrainState};
+use crate::cli::DiffusionTrainArgs;
 use crate::content::{ema_decay, ema_update};
 use crate::progress;
 use crate::tensor_io::to_scalar;
 use crate::train::open_metrics;
+
+/// Adam (no weight decay) with gradients clipped to norm 1.
+pub fn adam() -> ModuleOptimizer {
+    AdamConfig::new()
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init()
+}
+
+impl DiffusionTrainArgs {
+    /// Checks the numbers, naming the argument.
+    pub fn check(&self) -> Result<()> {
+        ensure!(self.steps > 0, "--steps must be positive");
+        ensure!(self.batch > 0, "--batch must be positive");
+        ensure!(
+            self.checkpoint_every > 0,
+            "--checkpoint-every must be positive"
+        );
+        ensure!(
+            self.lr.is_finite() && self.lr > 0.0,
+            "--lr must be a positive number, found {}",
+            self.lr
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.ema),
+            "--ema must be in [0, 1), found {}",
+            self.ema
+        );
+        ensure!(
+            (0.0..=1.0).contains(&self.empty_prompt),
+            "--empty-prompt must be in [0, 1], found {}",
+            self.empty_prompt
+        );
+        Ok(())
+    }
+}
 
 /// How long and how to optimise.
 pub struct Plan<'a> {

@@ -3,17 +3,17 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Result, bail, ensure};
-use burn::tensor::{Device, Tensor};
-use cmd_model::pipelines::{Codec, GenerateOptions, SamplingOptions, Stage, Video};
+use anyhow::{Context, Result, bail, ensure};
+use burn::tensor::{DType, Device, Tensor};
+use cmd_model::pipelines::{CmdPipeline, Codec, GenerateOptions, SamplingOptions, Stage, Video};
 use cmd_video::Clip;
 use indicatif::ProgressBar;
 
 use crate::checkpoint::load_autoencoder;
-use crate::cli::{AnimateArgs, GenerateArgs, SamplingArgs, TransferArgs};
+use crate::cli::{AnimateArgs, ExportArgs, GenerateArgs, SamplingArgs, TransferArgs};
 use crate::latents::{FrameVae, recorded};
 use crate::tensor_io::{clips_to_tensor, to_vec};
-use crate::{device, motion, progress};
+use crate::{device, motion, progress, sd_folder};
 
 /// Frames per second of written clips.
 const FPS: f32 = 8.0;
@@ -65,12 +65,16 @@ impl StageBars {
     }
 }
 
-/// Writes the frames of a video (`[1, L, 3, H, W]` in `[-1, 1]`).
-fn write(video: &Video, out: &Path) -> Result<()> {
+/// The frames of a video (`[1, L, 3, H, W]` in `[-1, 1]`) as a clip.
+pub fn clip_of(video: &Video) -> Result<Clip> {
     let [_, l, _, h, w] = video.frames.dims();
     let values = to_vec(video.frames.clone())?;
-    let clip = Clip::from_signed_f32(&values, l, h as u32, w as u32, FPS);
-    cmd_video::write_clip(out, &clip)?;
+    Ok(Clip::from_signed_f32(&values, l, h as u32, w as u32, FPS))
+}
+
+/// Writes the frames of a video.
+fn write(video: &Video, out: &Path) -> Result<()> {
+    cmd_video::write_clip(out, &clip_of(video)?)?;
     eprintln!("wrote {}", out.display());
     Ok(())
 }
@@ -81,11 +85,54 @@ fn warn_truncated(video: &Video) {
     }
 }
 
+/// The teaching model shipped in the repository, the default of `--model`.
+const SHIPPED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/teaching");
+
+/// A model folder (`model.json`), a motion run, or (`None`) the shipped model.
+pub fn load_model(model: Option<&Path>, device: &Device) -> Result<CmdPipeline> {
+    let path = model.unwrap_or(Path::new(SHIPPED_MODEL));
+    if model.is_none() && !path.join("model.json").is_file() {
+        bail!(
+            "no --model given, and the shipped teaching model is not at {} (train it with \
+             scripts/train-teaching-model.sh, or pass --model)",
+            path.display()
+        );
+    }
+    if path.join("model.json").is_file() {
+        CmdPipeline::from_bundle(&mut sd_folder::reader(path), device)
+            .with_context(|| format!("model folder {}", path.display()))
+    } else {
+        motion::load_pipeline(path, device)
+    }
+}
+
+pub fn export(args: &ExportArgs) -> Result<()> {
+    let device = Device::flex();
+    let pipeline = motion::load_pipeline(&args.model, &device)?;
+    let dtype = if args.f32 { DType::F32 } else { DType::F16 };
+    let files = pipeline
+        .to_bundle(dtype)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.model.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
+    let mut total = 0;
+    for (name, bytes) in &files {
+        cmd_video::write_bytes_atomic(&args.out.join(name), bytes)?;
+        total += bytes.len();
+    }
+    eprintln!(
+        "wrote {} ({:.1} MB, {dtype:?} weights)",
+        args.out.display(),
+        total as f64 / 1e6
+    );
+    Ok(())
+}
+
 pub fn generate(args: &GenerateArgs) -> Result<()> {
     let s = &args.sampling;
     let options = options(s)?;
     let device = device::open(s.device)?;
-    let pipeline = motion::load_pipeline(&s.model, &device)?;
+    let pipeline = load_model(s.model.as_deref(), &device)?;
     let mut bars = StageBars::default();
     let video = pipeline.generate(&s.prompt, &options, &device, &mut |st, d, t| {
         bars.report(st, d, t)
@@ -118,7 +165,7 @@ pub fn animate(args: &AnimateArgs) -> Result<()> {
     let s = &args.sampling;
     let options = options(s)?;
     let device = device::open(s.device)?;
-    let pipeline = motion::load_pipeline(&s.model, &device)?;
+    let pipeline = load_model(s.model.as_deref(), &device)?;
     let content = picture_to_content(&pipeline.codec, &args.image, &device)?;
     let mut bars = StageBars::default();
     let video = pipeline.animate(content, &s.prompt, &options, &mut |st, d, t| {

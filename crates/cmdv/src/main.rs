@@ -50,6 +50,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Generate(args) => generate::generate(&args),
         cli::Command::Animate(args) => generate::animate(&args),
         cli::Command::Transfer(args) => generate::transfer(&args),
+        cli::Command::Export(args) => generate::export(&args),
         cli::Command::MakeTeachingData(args) => teaching_data::run(&args),
         cli::Command::Adherence(args) => adherence::run(&args),
         cli::Command::Bench(args) => bench::run(&args),

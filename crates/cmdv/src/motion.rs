@@ -14,7 +14,7 @@ use cmd_model::dit::DitConfig;
 use cmd_model::pipelines::{CmdPipeline, Codec};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Run, load_autoencoder, load_record};
+use crate::checkpoint::{Run, load_autoencoder, load_record, read_run_json};
 use crate::content;
 
 /// What a motion run was made from.
@@ -35,15 +35,7 @@ pub struct MotionRunConfig {
 
 /// Reads a motion run's `config.json`.
 pub fn read_run_config(run: &Run) -> Result<MotionRunConfig> {
-    let path = run.config_path();
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read the run config", path.display()))?;
-    serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{}: not a motion-model run config (written by `cmdv train-motion`)",
-            path.display()
-        )
-    })
+    read_run_json(run, "motion-model (written by `cmdv train-motion`)")
 }
 
 /// The whole model a motion run completes: its autoencoder, its content run (text encoder,
@@ -61,6 +53,7 @@ pub fn load_pipeline(dir: &Path, device: &Device) -> Result<CmdPipeline> {
         tokenizer: model.tokenizer,
         text_encoder: model.text_encoder,
         content_unet: model.unet,
+        content_unet_config: model.unet_config,
         content_scheduler: model.scheduler,
         dit,
         codec: Codec {

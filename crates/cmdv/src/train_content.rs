@@ -6,8 +6,6 @@ use std::path::Path;
 
 use anyhow::{Result, bail, ensure};
 use burn::module::Module;
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::Tensor;
 use cmd_model::pipelines::standard_normal;
 use cmd_model::schedulers::NoiseSchedule;
@@ -17,46 +15,14 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use crate::checkpoint::{Run, TrainState, load_autoencoder, load_record};
-use crate::cli::TrainContentArgs;
+use crate::cli::{DiffusionTrainArgs, TrainContentArgs};
 use crate::content::{
     self, ContentModel, ContentRunConfig, PRESET_BASES, encode_prompts, text_encoder_path,
 };
 use crate::data::ClipFolder;
-use crate::fit::{Plan, fit};
+use crate::fit::{Plan, adam, fit};
 use crate::tensor_io::clips_to_tensor;
 use crate::{captions, device};
-
-/// Adam (spec: lr 1e-4, no weight decay) with gradients clipped to norm 1.
-fn optimizer() -> ModuleOptimizer {
-    AdamConfig::new()
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
-        .init()
-}
-
-fn check_args(args: &TrainContentArgs) -> Result<()> {
-    ensure!(args.steps > 0, "--steps must be positive");
-    ensure!(args.batch > 0, "--batch must be positive");
-    ensure!(
-        args.checkpoint_every > 0,
-        "--checkpoint-every must be positive"
-    );
-    ensure!(
-        args.lr.is_finite() && args.lr > 0.0,
-        "--lr must be a positive number, found {}",
-        args.lr
-    );
-    ensure!(
-        (0.0..1.0).contains(&args.ema),
-        "--ema must be in [0, 1), found {}",
-        args.ema
-    );
-    ensure!(
-        (0.0..=1.0).contains(&args.empty_prompt),
-        "--empty-prompt must be in [0, 1], found {}",
-        args.empty_prompt
-    );
-    Ok(())
-}
 
 /// A folder path as the run records it (absolute, so the run can be sampled from anywhere).
 fn absolute(path: &Path) -> Result<std::path::PathBuf> {
@@ -64,8 +30,8 @@ fn absolute(path: &Path) -> Result<std::path::PathBuf> {
 }
 
 pub fn run(args: &TrainContentArgs) -> Result<()> {
-    check_args(args)?;
-    let device = device::open(args.device)?.autodiff();
+    args.train.check()?;
+    let device = device::open(args.train.device)?.autodiff();
     let ae = load_autoencoder(&args.ae, &device)?.no_grad();
     let ae_config = ae.config().clone();
     let latent = ae_config.output == OutputMode::Latent;
@@ -81,10 +47,10 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
     } else {
         absolute(Path::new(&args.base))?.display().to_string()
     };
-    let run = Run::new(&args.out);
+    let run = Run::new(&args.train.out);
 
     // Fresh: the base model; resumed: its config, the run's text encoder and the checkpoint.
-    device.seed(args.seed);
+    device.seed(args.train.seed);
     let mut model =
         content::from_base(&base, ae_config.channels, ae_config.height, latent, &device)?;
     if let Some(recorded) = crate::latents::recorded(&args.ae)?
@@ -104,11 +70,11 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         size: ae_config.height,
         unet: model.unet_config.clone(),
         text_encoder: model.text_config.clone(),
-        ema: args.ema,
-        empty_prompt: args.empty_prompt,
+        ema: args.train.ema,
+        empty_prompt: args.train.empty_prompt,
     };
     let preset = PRESET_BASES.contains(&config.base.as_str());
-    let (unet, ema, optim, state) = if args.resume {
+    let (unet, ema, optim, state) = if args.train.resume {
         let saved = content::read_run_config(&run)?;
         if (&saved.ae, &saved.base) != (&config.ae, &config.base) {
             bail!(
@@ -120,31 +86,43 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
                 config.base
             );
         }
-        let (dir, optim, state) = run.resume_parts(optimizer())?;
+        let (dir, optim, state) = run.resume_parts(adam())?;
         if preset {
-            let path = text_encoder_path(&args.out);
+            let path = text_encoder_path(&args.train.out);
             model.text_encoder =
                 load_record(saved.text_encoder.init(&device), &path, "text encoder")?;
         }
         let unet = load_record(saved.unet.init(&device)?, &dir.join("unet.bpk"), "UNet")?;
         let ema = load_record(saved.unet.init(&device)?, &dir.join("ema.bpk"), "UNet")?;
-        eprintln!("resuming {} at step {}", args.out.display(), state.step);
+        eprintln!(
+            "resuming {} at step {}",
+            args.train.out.display(),
+            state.step
+        );
         (unet, ema.valid(), optim, state)
     } else {
         if run.latest().is_some() {
             bail!(
                 "{}: already holds a checkpoint; pass --resume to continue it, or choose another --out",
-                args.out.display()
+                args.train.out.display()
             );
         }
-        std::fs::create_dir_all(&args.out).map_err(|e| {
-            anyhow::anyhow!("{}: cannot create the run folder: {e}", args.out.display())
+        std::fs::create_dir_all(&args.train.out).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: cannot create the run folder: {e}",
+                args.train.out.display()
+            )
         })?;
         let json = serde_json::to_string_pretty(&config)?;
         cmd_video::write_bytes_atomic(&run.config_path(), json.as_bytes())?;
         if preset {
+            let json = model.tokenizer.to_json()?;
+            cmd_video::write_bytes_atomic(
+                &content::tokenizer_path(&args.train.out),
+                json.as_bytes(),
+            )?;
             let record = model.text_encoder.clone().into_record();
-            cmd_video::replace_atomic(&text_encoder_path(&args.out), |tmp| {
+            cmd_video::replace_atomic(&text_encoder_path(&args.train.out), |tmp| {
                 record.save(tmp).map_err(std::io::Error::other)
             })?;
         }
@@ -152,45 +130,49 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         let ema = unet.valid();
         let state = TrainState {
             step: 0,
-            seed: args.seed,
+            seed: args.train.seed,
             loss: f64::NAN,
         };
-        (unet, ema, optimizer(), state)
+        (unet, ema, adam(), state)
     };
     model.text_encoder = model.text_encoder.no_grad();
     model.vae = model.vae.map(|(c, vae)| (c, vae.no_grad()));
-    if state.step >= args.steps {
+    if state.step >= args.train.steps {
         eprintln!(
             "{}: already trained for {} steps",
-            args.out.display(),
+            args.train.out.display(),
             state.step
         );
         return Ok(());
     }
 
     let pixels = ae_config.height * model.vae.as_ref().map_or(1, |(c, _)| c.scale_factor());
-    let span = args.stride * (ae_config.frames - 1) + 1;
-    let data = ClipFolder::load(&args.data, span, pixels as u32, pixels as u32)?;
-    let captions = captions::for_clips(&args.data, data.paths(), args.captions.as_deref())?;
+    let span = args.train.stride * (ae_config.frames - 1) + 1;
+    let data = ClipFolder::load(&args.train.data, span, pixels as u32, pixels as u32)?;
+    let captions = captions::for_clips(
+        &args.train.data,
+        data.paths(),
+        args.train.captions.as_deref(),
+    )?;
     eprintln!(
         "training the content UNet ({} parameters) on {} captioned clips from {}",
         unet.num_params(),
         data.len(),
-        args.data.display()
+        args.train.data.display()
     );
     let schedule = NoiseSchedule::new(&model.scheduler);
     let batcher = Batcher {
         data: &data,
         captions: &captions,
-        args,
+        args: &args.train,
         frames: ae_config.frames,
         pixels,
     };
     let plan = Plan {
-        steps: args.steps,
-        checkpoint_every: args.checkpoint_every,
-        lr: args.lr,
-        ema: args.ema,
+        steps: args.train.steps,
+        checkpoint_every: args.train.checkpoint_every,
+        lr: args.train.lr,
+        ema: args.train.ema,
         model_file: "unet.bpk",
         label: "content",
     };
@@ -198,7 +180,7 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         let (clips, prompts) = batcher.draw(rng);
         let x0 = content_frames(&ae, &model, clips_to_tensor(&clips, &device));
         let context = encode_prompts(&model, &prompts, &device)?;
-        let t: Vec<usize> = (0..args.batch)
+        let t: Vec<usize> = (0..args.train.batch)
             .map(|_| rng.random_range(0..schedule.len()))
             .collect();
         let noise = standard_normal(x0.dims(), rng.random(), &device);
@@ -215,7 +197,7 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
 struct Batcher<'a> {
     data: &'a ClipFolder,
     captions: &'a [String],
-    args: &'a TrainContentArgs,
+    args: &'a DiffusionTrainArgs,
     frames: usize,
     pixels: usize,
 }

@@ -2,10 +2,8 @@
 //! autoencoder, conditioned on its clean content frames (teacher forcing) and the pooled text of
 //! the content run's text encoder; a fraction of the text vectors is zeroed for guidance.
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Result, bail};
 use burn::module::Module;
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::{Tensor, TensorData};
 use cmd_model::dit::{DitConfig, pooled_text};
 use cmd_model::pipelines::cmd::motion_schedule;
@@ -17,40 +15,14 @@ use crate::checkpoint::{Run, TrainState, load_autoencoder, load_record};
 use crate::cli::TrainMotionArgs;
 use crate::content::{self, encode_prompts};
 use crate::data::ClipFolder;
-use crate::fit::{Plan, fit};
+use crate::fit::{Plan, adam, fit};
 use crate::motion::{self, MotionRunConfig};
 use crate::tensor_io::clips_to_tensor;
 use crate::{captions, device};
 
-fn optimizer() -> ModuleOptimizer {
-    AdamConfig::new()
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
-        .init()
-}
-
 pub fn run(args: &TrainMotionArgs) -> Result<()> {
-    ensure!(args.steps > 0, "--steps must be positive");
-    ensure!(args.batch > 0, "--batch must be positive");
-    ensure!(
-        args.checkpoint_every > 0,
-        "--checkpoint-every must be positive"
-    );
-    ensure!(
-        args.lr.is_finite() && args.lr > 0.0,
-        "--lr must be a positive number, found {}",
-        args.lr
-    );
-    ensure!(
-        (0.0..1.0).contains(&args.ema),
-        "--ema must be in [0, 1), found {}",
-        args.ema
-    );
-    ensure!(
-        (0.0..=1.0).contains(&args.empty_prompt),
-        "--empty-prompt must be in [0, 1], found {}",
-        args.empty_prompt
-    );
-    let device = device::open(args.device)?.autodiff();
+    args.train.check()?;
+    let device = device::open(args.train.device)?.autodiff();
     let ae = load_autoencoder(&args.ae, &device)?.no_grad();
     let (content_config, mut text) = content::load_run(&args.content, &device)?;
     text.text_encoder = text.text_encoder.no_grad();
@@ -64,7 +36,7 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         );
     }
     let cfg = ae.config().clone();
-    device.seed(args.seed);
+    device.seed(args.train.seed);
     let dit_config = DitConfig::preset(
         &args.preset,
         [cfg.motion_dim, cfg.frames, cfg.grid_h() + cfg.grid_w()],
@@ -76,11 +48,11 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         ae: ae_path,
         content: std::path::absolute(&args.content)?,
         dit: dit_config.clone(),
-        ema: args.ema,
-        empty_prompt: args.empty_prompt,
+        ema: args.train.ema,
+        empty_prompt: args.train.empty_prompt,
     };
-    let run = Run::new(&args.out);
-    let (dit, ema, optim, state) = if args.resume {
+    let run = Run::new(&args.train.out);
+    let (dit, ema, optim, state) = if args.train.resume {
         let saved = motion::read_run_config(&run)?;
         if (&saved.ae, &saved.content, &saved.dit) != (&config.ae, &config.content, &config.dit) {
             bail!(
@@ -89,20 +61,27 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
                 run.config_path().display()
             );
         }
-        let (dir, optim, state) = run.resume_parts(optimizer())?;
+        let (dir, optim, state) = run.resume_parts(adam())?;
         let dit = load_record(saved.dit.init(&device)?, &dir.join("dit.bpk"), "DiT")?;
         let ema = load_record(saved.dit.init(&device)?, &dir.join("ema.bpk"), "DiT")?;
-        eprintln!("resuming {} at step {}", args.out.display(), state.step);
+        eprintln!(
+            "resuming {} at step {}",
+            args.train.out.display(),
+            state.step
+        );
         (dit, ema.valid(), optim, state)
     } else {
         if run.latest().is_some() {
             bail!(
                 "{}: already holds a checkpoint; pass --resume to continue it, or choose another --out",
-                args.out.display()
+                args.train.out.display()
             );
         }
-        std::fs::create_dir_all(&args.out).map_err(|e| {
-            anyhow::anyhow!("{}: cannot create the run folder: {e}", args.out.display())
+        std::fs::create_dir_all(&args.train.out).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: cannot create the run folder: {e}",
+                args.train.out.display()
+            )
         })?;
         let json = serde_json::to_string_pretty(&config)?;
         cmd_video::write_bytes_atomic(&run.config_path(), json.as_bytes())?;
@@ -111,18 +90,18 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         (
             dit,
             ema,
-            optimizer(),
+            adam(),
             TrainState {
                 step: 0,
-                seed: args.seed,
+                seed: args.train.seed,
                 loss: f64::NAN,
             },
         )
     };
-    if state.step >= args.steps {
+    if state.step >= args.train.steps {
         eprintln!(
             "{}: already trained for {} steps",
-            args.out.display(),
+            args.train.out.display(),
             state.step
         );
         return Ok(());
@@ -130,35 +109,39 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
 
     let factor = text.vae.as_ref().map_or(1, |(c, _)| c.scale_factor());
     let pixels = (cfg.height * factor) as u32;
-    let span = args.stride * (cfg.frames - 1) + 1;
-    let data = ClipFolder::load(&args.data, span, pixels, pixels)?;
-    let captions = captions::for_clips(&args.data, data.paths(), args.captions.as_deref())?;
+    let span = args.train.stride * (cfg.frames - 1) + 1;
+    let data = ClipFolder::load(&args.train.data, span, pixels, pixels)?;
+    let captions = captions::for_clips(
+        &args.train.data,
+        data.paths(),
+        args.train.captions.as_deref(),
+    )?;
     eprintln!(
         "training the motion DiT '{}' ({} parameters) on {} captioned clips from {}",
         args.preset,
         dit.num_params(),
         data.len(),
-        args.data.display()
+        args.train.data.display()
     );
     let schedule = NoiseSchedule::new(&motion_schedule());
     let plan = Plan {
-        steps: args.steps,
-        checkpoint_every: args.checkpoint_every,
-        lr: args.lr,
-        ema: args.ema,
+        steps: args.train.steps,
+        checkpoint_every: args.train.checkpoint_every,
+        lr: args.train.lr,
+        ema: args.train.ema,
         model_file: "dit.bpk",
         label: "motion",
     };
     fit(&run, &plan, dit, ema, optim, state, |dit, rng| {
-        let (clips, prompts): (Vec<_>, Vec<_>) = (0..args.batch)
+        let (clips, prompts): (Vec<_>, Vec<_>) = (0..args.train.batch)
             .map(|_| {
-                let (i, clip) = data.sample(rng, cfg.frames, args.stride, pixels, pixels);
+                let (i, clip) = data.sample(rng, cfg.frames, args.train.stride, pixels, pixels);
                 (clip, captions[i].clone())
             })
             .unzip();
-        let keep: Vec<f32> = (0..args.batch)
+        let keep: Vec<f32> = (0..args.train.batch)
             .map(|_| {
-                if rng.random_bool(args.empty_prompt) {
+                if rng.random_bool(args.train.empty_prompt) {
                     0.0
                 } else {
                     1.0
@@ -173,9 +156,9 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         let encoded = ae.encode(x);
         let (content, z0) = (encoded.content.detach(), encoded.motion.detach());
         let pooled = pooled_text(encode_prompts(&text, &prompts, &device)?);
-        let keep = Tensor::<2>::from_data(TensorData::new(keep, [args.batch, 1]), &device);
+        let keep = Tensor::<2>::from_data(TensorData::new(keep, [args.train.batch, 1]), &device);
         let pooled = pooled * keep; // the null condition is the zero vector
-        let t: Vec<usize> = (0..args.batch)
+        let t: Vec<usize> = (0..args.train.batch)
             .map(|_| rng.random_range(0..schedule.len()))
             .collect();
         let noise = standard_normal(z0.dims(), rng.random(), &device);

@@ -258,7 +258,7 @@ fn train_content_resume_and_sample() {
     let err = fails(&tc(&common, &["--base", "nope", "--out", s(&other)]));
     assert!(
         err.contains("--base")
-            && err.contains("neither a preset (tiny) nor a Stable Diffusion folder"),
+            && err.contains("neither a preset (tiny, teaching) nor a Stable Diffusion folder"),
         "{err}"
     );
     let err = fails(&tc(&common, &["--base", s(&sd), "--out", s(&other)]));

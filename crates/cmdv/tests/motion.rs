@@ -188,6 +188,25 @@ fn motion_training_generation_animation_and_transfer() {
         "{stderr}"
     );
 
+    // Prompt adherence over the 112 held-out teaching prompts (an untrained model: the
+    // number is low, the count is what is checked).
+    let saved = r.dir.join("held-out");
+    let out = ok(&[
+        "adherence",
+        "--model",
+        s(&resumed),
+        "--steps",
+        "1",
+        "--motion-steps",
+        "1",
+        "--save",
+        s(&saved),
+        "--json",
+    ]);
+    assert!(out.contains("\"clips\":112"), "{out}");
+    let rescored = ok(&["adherence", "--data", s(&saved), "--json"]);
+    assert!(rescored.contains("\"clips\":112"), "{rescored}");
+
     // Image to video, from a picture of another size.
     let picture = r.dir.join("picture.png");
     image::RgbImage::from_pixel(100, 50, image::Rgb([200, 30, 30]))
@@ -318,4 +337,31 @@ fn motion_training_generation_animation_and_transfer() {
         s(&moved),
     ]);
     assert!(err.contains("has 3 frames, the model takes 16"), "{err}");
+}
+
+#[test]
+fn bench_generate_prints_every_stage() {
+    let out = ok(&[
+        "bench",
+        "generate",
+        "--preset",
+        "tiny",
+        "--steps",
+        "2",
+        "--motion-steps",
+        "1",
+    ]);
+    for row in [
+        "| text | 1 |",
+        "| content | 2 |",
+        "| motion | 1 |",
+        "| decode | 1 |",
+    ] {
+        assert!(out.contains(row), "{row}: {out}");
+    }
+    let err = fails(&["bench", "generate", "--preset", "ucf64"]);
+    assert!(
+        err.contains("takes tiny, sd15-512 or sd21-512x1024"),
+        "{err}"
+    );
 }

@@ -18,7 +18,7 @@ use crate::clip::ClipTextModel;
 use crate::dit::{MotionDit, pooled_text};
 use crate::schedulers::SchedulerConfig;
 use crate::tokenizer::ClipTokenizer;
-use crate::unet::Unet;
+use crate::unet::{Unet, UnetConfig};
 use crate::vae::{Vae, VaeConfig};
 use crate::{Autoencoder, Encoded};
 
@@ -156,6 +156,8 @@ pub struct CmdPipeline {
     pub text_encoder: ClipTextModel,
     /// The content-frame UNet.
     pub content_unet: Unet,
+    /// Its config.
+    pub content_unet_config: UnetConfig,
     /// Its noise schedule.
     pub content_scheduler: SchedulerConfig,
     /// The motion DiT.

@@ -7,9 +7,11 @@
 //! - [`denoise`]: the classifier-free-guided sampling loop over a UNet (DDIM or DPM-Solver++).
 //! - [`cmd`]: CMD's text-to-video sampling (prompt -> content frame -> motion latent ->
 //!   frames), image-to-video and motion transfer.
+//! - [`bundle`]: a whole pixel-mode CMD model as a folder of plain files (what ships).
 //! - [`stable_diffusion`]: a diffusers Stable Diffusion folder (tokenizer, text encoder, UNet,
 //!   VAE, scheduler config) loaded from its files, and text-to-image sampling with it.
 
+pub mod bundle;
 pub mod cmd;
 pub mod denoise;
 pub mod noise;

@@ -161,7 +161,7 @@ pub fn load_scheduler(read: &mut ReadFile) -> Result<SchedulerConfig, SdLoadErro
 }
 
 /// `load_safetensors` names the file itself; the folder error names it once.
-fn strip_file(message: String, file: &str) -> String {
+pub(crate) fn strip_file(message: String, file: &str) -> String {
     message
         .strip_prefix(&format!("{file}: "))
         .map(str::to_string)

@@ -1,9 +1,9 @@
 //! `scheduler_config.json`, as diffusers writes it.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How betas grow over the training timesteps.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum BetaSchedule {
     /// `linspace(beta_start, beta_end)`.
@@ -16,7 +16,7 @@ pub enum BetaSchedule {
 }
 
 /// What the network predicts.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prediction {
     /// The noise `ε`.
     #[serde(rename = "epsilon")]
@@ -27,7 +27,7 @@ pub enum Prediction {
 }
 
 /// How inference timesteps are spread (Table 2 of Lin et al. 2023).
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Spacing {
     /// Multiples of `T / n` from 0, plus `steps_offset`.
@@ -40,7 +40,7 @@ pub enum Spacing {
 
 /// The fields of a diffusers scheduler config this crate reads; unknown fields are ignored,
 /// and fields it cannot honour are refused by the scheduler that would need them.
-#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(default)]
 pub struct SchedulerConfig {
     /// `T`, the number of training timesteps.
