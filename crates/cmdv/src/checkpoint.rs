@@ -178,13 +178,21 @@ impl Run {
     }
 }
 
-/// Reads a run's JSON config; `what` names the command that writes it.
-pub fn read_run_json<T: serde::de::DeserializeOwned>(run: &Run, what: &str) -> Result<T> {
+/// Reads a run's JSON config: `kind` names the run in errors, `command` what writes it.
+pub fn read_run_json<T: serde::de::DeserializeOwned>(
+    run: &Run,
+    kind: &str,
+    command: &str,
+) -> Result<T> {
     let path = run.config_path();
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: cannot read the run config", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a {what} run config", path.display()))
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not a {kind} run config (written by `cmdv {command}`)",
+            path.display()
+        )
+    })
 }
 
 /// Fills `module` from the record file `path`, saying which file did not fit.

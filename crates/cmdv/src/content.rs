@@ -163,7 +163,7 @@ pub fn from_base(
 
 /// Reads a content run's `config.json`.
 pub fn read_run_config(run: &Run) -> Result<ContentRunConfig> {
-    read_run_json(run, "content-model (written by `cmdv train-content`)")
+    read_run_json(run, "content-model", "train-content")
 }
 
 /// `RUN/text_encoder.bpk`.

@@ -35,7 +35,7 @@ pub struct MotionRunConfig {
 
 /// Reads a motion run's `config.json`.
 pub fn read_run_config(run: &Run) -> Result<MotionRunConfig> {
-    read_run_json(run, "motion-model (written by `cmdv train-motion`)")
+    read_run_json(run, "motion-model", "train-motion")
 }
 
 /// The whole model a motion run completes: its autoencoder, its content run (text encoder,
