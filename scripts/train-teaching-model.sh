@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 
 OUT="${OUT:-runs/teaching}"
 CLIPS="${CLIPS:-448}"
-AE_STEPS="${AE_STEPS:-250}"
-CONTENT_STEPS="${CONTENT_STEPS:-400}"
-MOTION_STEPS="${MOTION_STEPS:-500}"
+AE_STEPS="${AE_STEPS:-400}"
+CONTENT_STEPS="${CONTENT_STEPS:-300}"
+MOTION_STEPS="${MOTION_STEPS:-400}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cmd-target}"
 
 cargo build --release -p cmdv

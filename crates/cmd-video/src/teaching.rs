@@ -120,9 +120,9 @@ impl Scene {
     pub fn all() -> Vec<Scene> {
         let mut out = Vec::new();
         for colour in 0..COLOURS.len() {
-            for shape in 0..SHAPES.len() {
+            for (shape, name) in SHAPES.iter().enumerate() {
                 for motion in Motion::ALL {
-                    if motion == Motion::Rotating && SHAPES[shape] == "circle" {
+                    if motion == Motion::Rotating && *name == "circle" {
                         continue;
                     }
                     for background in 0..BACKGROUNDS.len() {
@@ -145,7 +145,7 @@ impl Scene {
             .iter()
             .position(|m| *m == self.motion)
             .unwrap_or(0);
-        (self.colour + 2 * self.shape + 3 * m + 5 * self.background) % 3 == 0
+        (self.colour + 2 * self.shape + 3 * m + 5 * self.background).is_multiple_of(3)
     }
 
     /// "a red circle moving left on a gray background" ("an orange ...").
@@ -176,8 +176,8 @@ impl Scene {
     pub fn render(&self, frames: usize, size: u32, seed: u64) -> Clip {
         let mut rng = StdRng::seed_from_u64(seed);
         let s = size as f64;
-        let radius = s * rng.random_range(0.12..0.16);
-        let speed = s * rng.random_range(0.022..0.030); // pixels per frame
+        let radius = s * rng.random_range(0.17..0.22);
+        let speed = s * rng.random_range(0.020..0.026); // pixels per frame
         let travel = speed * (frames.saturating_sub(1)) as f64;
         let (dx, dy) = self.motion.direction();
         // Start so the whole path stays inside the frame.

@@ -121,7 +121,7 @@ pub fn fit<M: Module + Clone>(
         )?;
         bar.set_position(state.step as u64);
         bar.set_message(format!("loss {value:.4}"));
-        if state.step % plan.checkpoint_every == 0 || state.step == plan.steps {
+        if state.step.is_multiple_of(plan.checkpoint_every) || state.step == plan.steps {
             metrics.flush()?;
             run.save_parts(
                 vec![

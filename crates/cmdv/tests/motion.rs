@@ -365,3 +365,27 @@ fn bench_generate_prints_every_stage() {
         "{err}"
     );
 }
+
+/// The shipped teaching model is the default of `generate`: the newcomer's command works with
+/// no other setup.
+#[test]
+fn generate_uses_the_shipped_model_by_default() {
+    let dir = scratch("shipped");
+    let clip = dir.join("clip.gif");
+    ok(&[
+        "generate",
+        "--prompt",
+        "a green square moving right on a black background",
+        "--steps",
+        "4",
+        "--motion-steps",
+        "4",
+        "--out",
+        s(&clip),
+    ]);
+    let clip = cmd_video::read_clip(&clip, None).unwrap();
+    assert_eq!((clip.len(), clip.width(), clip.height()), (16, 64, 64));
+    let frames: std::collections::HashSet<_> =
+        clip.frames.iter().map(|f| f.as_raw().clone()).collect();
+    assert!(frames.len() > 1, "the frames differ");
+}
