@@ -25,7 +25,7 @@ resume() { [ -f "$1/latest" ] && echo --resume || true; }
 "$cmdv" train-ae --data "$OUT/data" --preset tiny --out "$OUT/ae" \
   --steps "$AE_STEPS" --batch 2 $(resume "$OUT/ae")
 "$cmdv" train-content --ae "$OUT/ae" --base teaching --data "$OUT/data" --out "$OUT/content" \
-  --steps "$CONTENT_STEPS" --batch 4 --lr 1e-3 $(resume "$OUT/content")
+  --steps "$CONTENT_STEPS" --batch 4 --lr 3e-4 $(resume "$OUT/content")
 "$cmdv" train-motion --ae "$OUT/ae" --content "$OUT/content" --data "$OUT/data" \
   --out "$OUT/motion" --steps "$MOTION_STEPS" --batch 8 --lr 5e-4 $(resume "$OUT/motion")
 "$cmdv" export --model "$OUT/motion" --out models/teaching
