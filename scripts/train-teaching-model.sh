@@ -4,7 +4,8 @@
 #
 #   bash scripts/train-teaching-model.sh
 #
-# Step counts can be changed through the environment (AE_STEPS, CONTENT_STEPS, MOTION_STEPS);
+# Step counts can be changed through the environment (AE_STEPS, CONTENT_STEPS, MOTION_STEPS),
+# and DEVICE=wgpu|vulkan|cuda trains on a GPU (cuda needs a `--features cuda` build);
 # runs go to $OUT (default runs/teaching). Every stage resumes if interrupted and run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ CLIPS="${CLIPS:-448}"
 AE_STEPS="${AE_STEPS:-400}"
 CONTENT_STEPS="${CONTENT_STEPS:-300}"
 MOTION_STEPS="${MOTION_STEPS:-400}"
+DEVICE="${DEVICE:-cpu}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cmd-target}"
 
 cargo build --release -p cmdv
@@ -23,9 +25,9 @@ resume() { [ -f "$1/latest" ] && echo --resume || true; }
 [ -f "$OUT/data/captions.csv" ] ||
   "$cmdv" make-teaching-data --out "$OUT/data" --count "$CLIPS" --seed 0
 "$cmdv" train-ae --data "$OUT/data" --preset tiny --out "$OUT/ae" \
-  --steps "$AE_STEPS" --batch 2 $(resume "$OUT/ae")
+  --steps "$AE_STEPS" --batch 2 --device "$DEVICE" $(resume "$OUT/ae")
 "$cmdv" train-content --ae "$OUT/ae" --base teaching --data "$OUT/data" --out "$OUT/content" \
-  --steps "$CONTENT_STEPS" --batch 4 --lr 3e-4 $(resume "$OUT/content")
+  --steps "$CONTENT_STEPS" --batch 4 --lr 3e-4 --device "$DEVICE" $(resume "$OUT/content")
 "$cmdv" train-motion --ae "$OUT/ae" --content "$OUT/content" --data "$OUT/data" \
-  --out "$OUT/motion" --steps "$MOTION_STEPS" --batch 8 --lr 5e-4 $(resume "$OUT/motion")
+  --out "$OUT/motion" --steps "$MOTION_STEPS" --batch 8 --lr 5e-4 --device "$DEVICE" $(resume "$OUT/motion")
 "$cmdv" export --model "$OUT/motion" --out models/teaching
