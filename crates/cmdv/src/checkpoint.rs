@@ -73,6 +73,22 @@ impl Run {
         dir.join("state.json").exists().then_some(dir)
     }
 
+    /// Starts a new run: refuses a folder that already holds a checkpoint, creates the folder
+    /// and writes `config.json`.
+    pub fn start<T: Serialize>(&self, config: &T) -> Result<()> {
+        if self.latest().is_some() {
+            bail!(
+                "{}: already holds a checkpoint; pass --resume to continue it, or choose another --out",
+                self.dir.display()
+            );
+        }
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| anyhow!("{}: cannot create the run folder: {e}", self.dir.display()))?;
+        let json = serde_json::to_string_pretty(config)?;
+        write_bytes_atomic(&self.config_path(), json.as_bytes())?;
+        Ok(())
+    }
+
     /// Reads `config.json`.
     pub fn read_config(&self) -> Result<AutoencoderConfig> {
         read_config(&self.config_path())

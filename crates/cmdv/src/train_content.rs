@@ -101,20 +101,7 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         );
         (unet, ema.valid(), optim, state)
     } else {
-        if run.latest().is_some() {
-            bail!(
-                "{}: already holds a checkpoint; pass --resume to continue it, or choose another --out",
-                args.train.out.display()
-            );
-        }
-        std::fs::create_dir_all(&args.train.out).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: cannot create the run folder: {e}",
-                args.train.out.display()
-            )
-        })?;
-        let json = serde_json::to_string_pretty(&config)?;
-        cmd_video::write_bytes_atomic(&run.config_path(), json.as_bytes())?;
+        run.start(&config)?;
         if preset {
             let json = model.tokenizer.to_json()?;
             cmd_video::write_bytes_atomic(
