@@ -132,7 +132,6 @@ impl ClipTextConfig {
                 encoder: Encoder { layers },
                 final_layer_norm: norm(),
             },
-            eos_token_id: self.eos_token_id,
             config: self.clone(),
         }
     }
@@ -157,7 +156,6 @@ pub struct TextEncoding {
 #[derive(Module, Debug)]
 pub struct ClipTextModel {
     text_model: TextTransformer,
-    eos_token_id: u32,
     #[module(skip)]
     config: ClipTextConfig,
 }
@@ -279,11 +277,11 @@ impl ClipTextModel {
         // the highest id of the row (the end-of-text token, last in CLIP's vocabulary).
         let mut pick = vec![0f32; b * seq_len];
         for (row, chunk) in ids.chunks(seq_len).enumerate() {
-            let at = if self.eos_token_id == LEGACY_EOS_TOKEN_ID {
+            let at = if self.config.eos_token_id == LEGACY_EOS_TOKEN_ID {
                 let max = chunk.iter().max().copied().unwrap_or(0);
                 chunk.iter().position(|t| *t == max)
             } else {
-                chunk.iter().position(|t| *t == self.eos_token_id)
+                chunk.iter().position(|t| *t == self.config.eos_token_id)
             };
             pick[row * seq_len + at.unwrap_or(0)] = 1.0;
         }

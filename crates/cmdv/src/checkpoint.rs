@@ -94,13 +94,6 @@ impl Run {
         read_config(&self.config_path())
     }
 
-    /// Writes `config.json`.
-    pub fn write_config(&self, config: &AutoencoderConfig) -> Result<()> {
-        let json = serde_json::to_string_pretty(config)?;
-        write_bytes_atomic(&self.config_path(), json.as_bytes())?;
-        Ok(())
-    }
-
     /// Saves model, optimizer and state as a new checkpoint and points `latest` at it.
     pub fn save(
         &self,
@@ -170,7 +163,8 @@ impl Run {
         Ok((model, optim, state))
     }
 
-    /// The newest checkpoint's folder (for its module records), optimizer and state.
+    /// The newest checkpoint's folder (for its module records), optimizer and state; says on
+    /// stderr where the run resumes.
     pub fn resume_parts(
         &self,
         optim: ModuleOptimizer,
@@ -190,6 +184,8 @@ impl Run {
             .map_err(anyhow::Error::from)
             .and_then(|s| Ok(serde_json::from_str(&s)?))
             .with_context(|| format!("{}: cannot read training state", state_path.display()))?;
+        let state: TrainState = state;
+        eprintln!("resuming {} at step {}", self.dir.display(), state.step);
         Ok((dir, optim, state))
     }
 }

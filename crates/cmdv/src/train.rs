@@ -82,20 +82,11 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
                 args.preset
             );
         }
-        let resumed = run.resume(&config, optimizer(), &device)?;
-        eprintln!("resuming {} at step {}", args.out.display(), resumed.2.step);
-        resumed
+        run.resume(&config, optimizer(), &device)?
     } else {
-        if run.latest().is_some() {
-            bail!(
-                "{}: already holds a checkpoint; pass --resume to continue it, or choose \
-                 another --out",
-                args.out.display()
-            );
-        }
         device.seed(args.seed);
         let model = config.init(&device)?;
-        run.write_config(&config)?;
+        run.start(&config)?;
         let state = TrainState {
             step: 0,
             seed: args.seed,

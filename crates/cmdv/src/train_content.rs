@@ -94,11 +94,6 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         }
         let unet = load_record(saved.unet.init(&device)?, &dir.join("unet.bpk"), "UNet")?;
         let ema = load_record(saved.unet.init(&device)?, &dir.join("ema.bpk"), "UNet")?;
-        eprintln!(
-            "resuming {} at step {}",
-            args.train.out.display(),
-            state.step
-        );
         (unet, ema.valid(), optim, state)
     } else {
         run.start(&config)?;

@@ -64,11 +64,6 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         let (dir, optim, state) = run.resume_parts(adam())?;
         let dit = load_record(saved.dit.init(&device)?, &dir.join("dit.bpk"), "DiT")?;
         let ema = load_record(saved.dit.init(&device)?, &dir.join("ema.bpk"), "DiT")?;
-        eprintln!(
-            "resuming {} at step {}",
-            args.train.out.display(),
-            state.step
-        );
         (dit, ema.valid(), optim, state)
     } else {
         run.start(&config)?;
