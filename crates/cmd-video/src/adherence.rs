@@ -8,8 +8,9 @@ use crate::teaching::{COLOURS, Motion, Scene};
 
 /// The smallest summed per-channel distance from the background of an object pixel.
 const OBJECT_DISTANCE: i32 = 90;
-/// Centre displacements below this many pixels (over the clip) count as staying in place.
-const STILL: f64 = 4.0;
+/// Centre displacements below this fraction of the frame width (over the clip) count as
+/// staying in place (4 pixels at 64 x 64).
+const STILL: f64 = 1.0 / 16.0;
 
 /// What a clip shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +83,7 @@ pub fn analyse(clip: &Clip) -> Analysis {
     };
     let (first, last) = (avg(&centres[..q]), avg(&centres[centres.len() - q..]));
     let (dx, dy) = (last.0 - first.0, last.1 - first.1);
-    let motion = if dx.abs().max(dy.abs()) < STILL {
+    let motion = if dx.abs().max(dy.abs()) < STILL * clip.width() as f64 {
         Motion::Rotating
     } else if dx.abs() >= dy.abs() {
         if dx < 0.0 {
@@ -109,10 +110,14 @@ mod tests {
     #[test]
     fn every_rendered_scene_is_read_back_correctly() {
         for scene in Scene::all() {
-            for seed in [1, 2] {
-                let clip = scene.render(16, 64, seed);
+            for (seed, size) in [(1, 64), (2, 64), (3, 32), (4, 32)] {
+                let clip = scene.render(16, size, seed);
                 let got = analyse(&clip);
-                assert!(got.matches(&scene), "{}: {got:?}", scene.caption());
+                assert!(
+                    got.matches(&scene),
+                    "{} at {size}: {got:?}",
+                    scene.caption()
+                );
             }
         }
         let (_, clip) = &examples(1, 0, false, 16, 64)[0];

@@ -50,7 +50,14 @@ pub struct AutoencoderConfig {
 }
 
 /// The preset names, in the order `cmdv info` lists them.
-pub const PRESETS: [&str; 5] = ["tiny", "tiny-latent", "ucf64", "sd15-512", "sd21-512x1024"];
+pub const PRESETS: [&str; 6] = [
+    "tiny",
+    "teaching",
+    "tiny-latent",
+    "ucf64",
+    "sd15-512",
+    "sd21-512x1024",
+];
 
 impl AutoencoderConfig {
     /// A named preset: the three Table 5 settings plus `tiny`.
@@ -58,12 +65,14 @@ impl AutoencoderConfig {
     /// | preset | C | H x W | p | C' | D | depth | heads x dim | output |
     /// |---|---|---|---|---|---|---|---|---|
     /// | `tiny` | 3 | 64 x 64 | 4 | 96 | 8 | 2 | 4 x 24 | pixel |
+    /// | `teaching` | 3 | 32 x 32 | 4 | 96 | 8 | 2 | 4 x 24 | pixel |
     /// | `tiny-latent` | 4 | 32 x 32 | 4 | 96 | 8 | 2 | 4 x 24 | latent |
     /// | `ucf64` | 3 | 64 x 64 | 2 | 384 | 8 | 12 | 8 x 64 | pixel |
     /// | `sd15-512` | 4 | 64 x 64 | 2 | 384 | 8 | 12 | 8 x 64 | latent |
     /// | `sd21-512x1024` | 4 | 64 x 128 | 2 | 384 | 8 | 12 | 8 x 64 | latent |
     ///
     /// `tiny` is ours: small enough to train on a laptop CPU in minutes and to run in a browser;
+    /// `teaching` is `tiny` at 32 x 32 (a quarter of the work), the shipped teaching model's;
     /// `tiny-latent` is its latent-mode twin (for small Stable Diffusion VAEs and tests).
     pub fn preset(name: &str) -> Result<Self, ModelError> {
         let paper = |channels, height, width, output| {
@@ -71,6 +80,7 @@ impl AutoencoderConfig {
         };
         let config = match name {
             "tiny" => Self::new(3, 16, 64, 64, 4, 96, 8, 2, 4, 24, OutputMode::Pixel),
+            "teaching" => Self::new(3, 16, 32, 32, 4, 96, 8, 2, 4, 24, OutputMode::Pixel),
             "tiny-latent" => Self::new(4, 16, 32, 32, 4, 96, 8, 2, 4, 24, OutputMode::Latent),
             "ucf64" => paper(3, 64, 64, OutputMode::Pixel),
             "sd15-512" => paper(4, 64, 64, OutputMode::Latent),
