@@ -323,6 +323,13 @@ pub struct DiffusionTrainArgs {
     /// Frame stride when sampling clips.
     #[arg(long, default_value_t = 1)]
     pub stride: usize,
+    /// Also train on horizontally mirrored clips. Off by default: a mirrored clip no longer
+    /// shows what a caption that says "left" or "right" describes.
+    #[arg(long)]
+    pub flip: bool,
+    /// The smallest random crop, as a fraction of the frame (0.8 to 1; 1: whole frames).
+    #[arg(long, default_value_t = crate::data::MIN_CROP)]
+    pub crop_min: f64,
     /// Continue the run in `--out` from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -344,8 +351,31 @@ pub struct TrainContentArgs {
     /// `teaching` (a compact vocabulary for the teaching dataset).
     #[arg(long)]
     pub base: String,
+    /// What the UNet learns to predict: `epsilon` (the noise) or `v` (the velocity; an
+    /// undertrained model then still makes smooth images). Default: the base's own (a Stable
+    /// Diffusion folder's scheduler config; epsilon for the presets).
+    #[arg(long, value_enum)]
+    pub prediction: Option<PredictionArg>,
     #[command(flatten)]
     pub train: DiffusionTrainArgs,
+}
+
+/// Prediction targets of a diffusion model.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum PredictionArg {
+    /// The noise.
+    Epsilon,
+    /// The velocity `sqrt(ᾱ) ε - sqrt(1 - ᾱ) x₀`.
+    V,
+}
+
+impl From<PredictionArg> for cmd_model::schedulers::Prediction {
+    fn from(p: PredictionArg) -> Self {
+        match p {
+            PredictionArg::Epsilon => Self::Epsilon,
+            PredictionArg::V => Self::V,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

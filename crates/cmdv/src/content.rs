@@ -52,6 +52,8 @@ pub struct ContentRunConfig {
     pub unet: UnetConfig,
     /// The (frozen) text encoder.
     pub text_encoder: ClipTextConfig,
+    /// The noise schedule and prediction target the UNet is trained for.
+    pub scheduler: SchedulerConfig,
     /// EMA decay.
     pub ema: f64,
     /// Fraction of empty prompts in training.
@@ -199,6 +201,7 @@ pub fn load_run(dir: &Path, device: &Device) -> Result<(ContentRunConfig, Conten
     }
     model.unet = load_record(config.unet.init(device)?, &latest.join("ema.bpk"), "UNet")?;
     model.unet_config = config.unet.clone();
+    model.scheduler = config.scheduler.clone();
     Ok((config, model))
 }
 

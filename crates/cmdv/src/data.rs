@@ -10,7 +10,7 @@ use rand::Rng;
 use crate::progress;
 
 /// The smallest crop, as a fraction of the largest window of the model's aspect.
-const MIN_CROP: f64 = 0.8;
+pub const MIN_CROP: f64 = 0.8;
 
 /// The clips of a folder, decoded once and kept in memory, shrunk to the size training needs.
 pub struct ClipFolder {
@@ -74,15 +74,16 @@ impl ClipFolder {
     }
 
     /// A random training example of `frames` frames at `stride`, `width x height`: random clip,
-    /// random start frame, random crop covering 80-100 % of the largest window of the target
-    /// aspect, random horizontal flip. Returns the clip's index and the example.
+    /// random start frame, random crop covering `augment.crop_min`-100 % of the largest window
+    /// of the target aspect, and (if `augment.flip`) a random horizontal flip. Returns the
+    /// clip's index and the example.
     pub fn sample(
         &self,
         rng: &mut impl Rng,
         frames: usize,
         stride: usize,
-        width: u32,
-        height: u32,
+        (width, height): (u32, u32),
+        augment: Augment,
     ) -> (usize, Clip) {
         let index = rng.random_range(0..self.clips.len());
         let clip = &self.clips[index];
@@ -93,19 +94,29 @@ impl ClipFolder {
             .expect("clip length checked at load");
         // The largest window of the target aspect, then 80-100 % of it.
         let full = clip.center_crop_to_aspect(width, height);
-        let scale = rng.random_range(MIN_CROP..=1.0);
+        let scale = rng.random_range(augment.crop_min..=1.0);
         let cw = ((full.width() as f64 * scale) as u32).max(1);
         let ch = ((full.height() as f64 * scale) as u32).max(1);
         let x = rng.random_range(0..=clip.width() - cw);
         let y = rng.random_range(0..=clip.height() - ch);
         let mut out = clip.crop(x, y, cw, ch).resize(width, height);
-        if rng.random_bool(0.5) {
+        if augment.flip && rng.random_bool(0.5) {
             for f in &mut out.frames {
                 imageops::flip_horizontal_in_place(f);
             }
         }
         (index, out)
     }
+}
+
+/// Random changes to training examples.
+#[derive(Debug, Clone, Copy)]
+pub struct Augment {
+    /// The smallest crop, as a fraction of the largest window (1: whole frames), at least
+    /// [`MIN_CROP`] (clips are shrunk on loading to what such a crop needs).
+    pub crop_min: f64,
+    /// Mirror half of the examples horizontally.
+    pub flip: bool,
 }
 
 /// `clip` scaled down (never up) so that a `MIN_CROP` crop of its largest `width : height`

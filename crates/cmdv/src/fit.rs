@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 use crate::checkpoint::{Run, TrainState};
 use crate::cli::DiffusionTrainArgs;
 use crate::content::{ema_decay, ema_update};
+use crate::data::{Augment, MIN_CROP};
 use crate::progress;
 use crate::tensor_io::to_scalar;
 use crate::train::open_metrics;
@@ -48,11 +49,24 @@ impl DiffusionTrainArgs {
             self.ema
         );
         ensure!(
+            (MIN_CROP..=1.0).contains(&self.crop_min),
+            "--crop-min must be in [{MIN_CROP}, 1], found {}",
+            self.crop_min
+        );
+        ensure!(
             (0.0..=1.0).contains(&self.empty_prompt),
             "--empty-prompt must be in [0, 1], found {}",
             self.empty_prompt
         );
         Ok(())
+    }
+
+    /// The augmentation these arguments ask for.
+    pub fn augment(&self) -> Augment {
+        Augment {
+            crop_min: self.crop_min,
+            flip: self.flip,
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 
 use crate::checkpoint::{Run, TrainState};
 use crate::cli::TrainAeArgs;
-use crate::data::ClipFolder;
+use crate::data::{Augment, ClipFolder, MIN_CROP};
 use crate::tensor_io::{clips_to_tensor, to_scalar};
 use crate::{device, latents, progress};
 
@@ -211,7 +211,19 @@ fn batch(
 ) -> Vec<Clip> {
     let mut rng = StdRng::seed_from_u64(seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     (0..args.batch)
-        .map(|_| data.sample(&mut rng, config.frames, args.stride, w, h).1)
+        .map(|_| {
+            data.sample(
+                &mut rng,
+                config.frames,
+                args.stride,
+                (w, h),
+                Augment {
+                    crop_min: MIN_CROP,
+                    flip: true,
+                },
+            )
+            .1
+        })
         .collect()
 }
 

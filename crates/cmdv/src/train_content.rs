@@ -63,6 +63,9 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
             base
         );
     }
+    if let Some(prediction) = args.prediction {
+        model.scheduler.prediction_type = prediction.into();
+    }
     let config = ContentRunConfig {
         ae: absolute(&args.ae)?,
         base,
@@ -70,6 +73,7 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         size: ae_config.height,
         unet: model.unet_config.clone(),
         text_encoder: model.text_config.clone(),
+        scheduler: model.scheduler.clone(),
         ema: args.train.ema,
         empty_prompt: args.train.empty_prompt,
     };
@@ -86,6 +90,16 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
                 config.base
             );
         }
+        if args.prediction.is_some()
+            && saved.scheduler.prediction_type != config.scheduler.prediction_type
+        {
+            bail!(
+                "--prediction: the run in {} was started with {:?} prediction",
+                args.train.out.display(),
+                saved.scheduler.prediction_type
+            );
+        }
+        model.scheduler = saved.scheduler;
         let (dir, optim, state) = run.resume_parts(adam())?;
         if preset {
             let path = text_encoder_path(&args.train.out);
@@ -189,9 +203,13 @@ impl Batcher<'_> {
         let size = self.pixels as u32;
         (0..self.args.batch)
             .map(|_| {
-                let (i, clip) = self
-                    .data
-                    .sample(rng, self.frames, self.args.stride, size, size);
+                let (i, clip) = self.data.sample(
+                    rng,
+                    self.frames,
+                    self.args.stride,
+                    (size, size),
+                    self.args.augment(),
+                );
                 let prompt = if rng.random_bool(self.args.empty_prompt) {
                     String::new()
                 } else {

@@ -117,7 +117,13 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
     fit(&run, &plan, dit, ema, optim, state, |dit, rng| {
         let (clips, prompts): (Vec<_>, Vec<_>) = (0..args.train.batch)
             .map(|_| {
-                let (i, clip) = data.sample(rng, cfg.frames, args.train.stride, pixels, pixels);
+                let (i, clip) = data.sample(
+                    rng,
+                    cfg.frames,
+                    args.train.stride,
+                    (pixels, pixels),
+                    args.train.augment(),
+                );
                 (clip, captions[i].clone())
             })
             .unzip();
