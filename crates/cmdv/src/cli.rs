@@ -262,6 +262,10 @@ pub struct TrainAeArgs {
     /// Where to train.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+    /// Data parallel over this many devices of the `--device` kind (GPUs 0..N); each step's
+    /// batch is split between them. On the CPU the copies share the one CPU (for testing).
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
 }
 
 #[derive(Args, Debug)]
@@ -339,6 +343,10 @@ pub struct DiffusionTrainArgs {
     /// Where to train.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+    /// Data parallel over this many devices of the `--device` kind (GPUs 0..N); each step's
+    /// batch is split between them. On the CPU the copies share the one CPU (for testing).
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
 }
 
 #[derive(Args, Debug)]

@@ -242,23 +242,6 @@ pub fn ema_update<M: Module>(ema: M, current: &M, decay: f64) -> M {
     })
 }
 
-/// Text states for prompts, `[B, 77, D]` (prompts longer than 75 tokens are cut).
-pub fn encode_prompts(
-    model: &ContentModel,
-    prompts: &[String],
-    device: &Device,
-) -> Result<Tensor<3>> {
-    let mut ids = Vec::with_capacity(prompts.len() * ClipTokenizer::MAX_LEN);
-    for prompt in prompts {
-        let tokens = model.tokenizer.encode(prompt)?;
-        ids.extend(tokens.ids);
-    }
-    Ok(model
-        .text_encoder
-        .encode(&ids, ClipTokenizer::MAX_LEN, device)
-        .last_hidden_state)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

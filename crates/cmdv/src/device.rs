@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::wgpu::WgpuBackend;
-use burn::tensor::{Device, FloatDType};
+use burn::tensor::{Device, DeviceKind, FloatDType};
 
 use crate::cli::DeviceArg;
 
@@ -12,8 +12,36 @@ pub fn open(arg: DeviceArg) -> Result<Device> {
         DeviceArg::Cpu => Ok(Device::flex()),
         DeviceArg::Wgpu => wgpu(WgpuBackend::Auto, "wgpu"),
         DeviceArg::Vulkan => wgpu(WgpuBackend::Vulkan, "vulkan"),
-        DeviceArg::Cuda => cuda(),
+        DeviceArg::Cuda => cuda(0),
     }
+}
+
+/// `count` devices of the kind `arg` names, for data parallel training: GPUs `0..count` (on
+/// the CPU, `count` handles of the one CPU device).
+pub fn open_many(arg: DeviceArg, count: usize) -> Result<Vec<Device>> {
+    if count == 1 || arg == DeviceArg::Cpu {
+        return (0..count).map(|_| open(arg)).collect();
+    }
+    (0..count)
+        .map(|index| match arg {
+            DeviceArg::Cpu => unreachable!("handled above"),
+            DeviceArg::Wgpu | DeviceArg::Vulkan => {
+                let api = if arg == DeviceArg::Vulkan {
+                    WgpuBackend::Vulkan
+                } else {
+                    WgpuBackend::Auto
+                };
+                Device::wgpu_options()
+                    .graphics_api(api)
+                    .device_kind(DeviceKind::DiscreteGpu(index))
+                    .init()
+                    .with_context(|| {
+                        format!("--devices {count}: there is no discrete GPU number {index}")
+                    })
+            }
+            DeviceArg::Cuda => cuda(index),
+        })
+        .collect()
 }
 
 /// The device `arg` names, computing in f16 when `half` is set.
@@ -40,7 +68,7 @@ fn wgpu(api: WgpuBackend, name: &str) -> Result<Device> {
 }
 
 #[cfg(feature = "cuda")]
-fn cuda() -> Result<Device> {
+fn cuda(index: usize) -> Result<Device> {
     // cudarc panics when the driver is missing; look for it first.
     let driver = std::path::Path::new("/proc/driver/nvidia/version");
     if !driver.exists() {
@@ -49,11 +77,11 @@ fn cuda() -> Result<Device> {
             driver.display()
         );
     }
-    Ok(Device::cuda(0))
+    Ok(Device::cuda(index))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda() -> Result<Device> {
+fn cuda(_index: usize) -> Result<Device> {
     bail!(
         "--device cuda: this cmdv was built without CUDA; rebuild with `cargo build --release \
          --features cuda` (the build downloads LLVM, so it needs network access)"

@@ -49,6 +49,15 @@ impl FrameVae {
         })
     }
 
+    /// The same VAE on `device`.
+    pub fn to_device(&self, device: &Device) -> Self {
+        Self {
+            folder: self.folder.clone(),
+            config: self.config.clone(),
+            vae: self.vae.clone().to_device(device).no_grad(),
+        }
+    }
+
     /// The VAE itself.
     pub fn into_vae(self) -> Vae {
         self.vae

@@ -9,6 +9,7 @@ mod content;
 mod data;
 mod device;
 mod fit;
+mod frozen;
 mod generate;
 mod info;
 mod latents;

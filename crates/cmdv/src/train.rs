@@ -6,15 +6,14 @@ use std::time::Instant;
 
 use anyhow::{Result, bail, ensure};
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamConfig, ModuleOptimizer};
 use cmd_model::{Autoencoder, AutoencoderConfig, OutputMode};
 use cmd_video::Clip;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 
 use crate::checkpoint::{Run, TrainState};
 use crate::cli::TrainAeArgs;
 use crate::data::{Augment, ClipFolder, MIN_CROP};
+use crate::fit::{parallel_step, step_rng};
 use crate::tensor_io::{clips_to_tensor, to_scalar};
 use crate::{device, latents, progress};
 
@@ -31,6 +30,13 @@ fn optimizer() -> ModuleOptimizer {
 pub fn run(args: &TrainAeArgs) -> Result<()> {
     ensure!(args.steps > 0, "--steps must be positive");
     ensure!(args.batch > 0, "--batch must be positive");
+    ensure!(args.devices > 0, "--devices must be positive");
+    ensure!(
+        args.batch >= args.devices,
+        "--batch {} is smaller than --devices {}: every device needs at least one clip",
+        args.batch,
+        args.devices
+    );
     ensure!(
         args.checkpoint_every > 0,
         "--checkpoint-every must be positive"
@@ -56,14 +62,22 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         _ => {}
     }
     let run = Run::new(&args.out);
-    let device = device::open(args.device)?.autodiff();
+    let devices: Vec<_> = device::open_many(args.device, args.devices)?
+        .into_iter()
+        .map(|d| d.autodiff())
+        .collect();
+    let device = devices[0].clone();
     let vae = match &args.vae {
         Some(folder) => Some(latents::open(folder, &run, args.resume, &device)?),
         None => None,
     };
-    let frames = |clips: &[Clip]| {
-        let x = clips_to_tensor(clips, &device);
-        match &vae {
+    let vaes: Vec<_> = devices
+        .iter()
+        .map(|d| vae.as_ref().map(|v| v.to_device(d)))
+        .collect();
+    let frames = |clips: &[Clip], index: usize| {
+        let x = clips_to_tensor(clips, &devices[index]);
+        match &vaes[index] {
             Some(vae) => vae.encode(x),
             None => x,
         }
@@ -123,17 +137,12 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
     let mut pending: Option<(Autoencoder, ModuleOptimizer, TrainState)> = None;
     while state.step < args.steps {
         let step = state.step;
-        let x = frames(&batch(
-            &data,
-            &config,
-            args,
-            (width, height),
-            state.seed,
-            step,
-        ));
-        let (_, recon) = model.forward(x.clone());
-        let loss = model.loss(recon, x);
-        let value = to_scalar(loss.clone())?;
+        let clips = batch(&data, &config, args, (width, height), state.seed, step);
+        let (value, grads) = parallel_step(&model, &devices, args.batch, |replica, shard| {
+            let x = frames(&clips[shard.range.clone()], shard.index);
+            let (_, recon) = replica.forward(x.clone());
+            Ok(replica.loss(recon, x))
+        })?;
         if !value.is_finite() {
             bar.abandon();
             return Err(blow_up(&run, value, step + 1));
@@ -141,7 +150,6 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         if let Some((m, o, s)) = pending.take() {
             run.save(&m, &o, &s)?;
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
         let lr = learning_rate(args.lr, args.warmup, args.steps, step);
         model = optim.step(lr, model, grads);
         state.step += 1;
@@ -161,14 +169,10 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         }
     }
     if let Some((m, o, s)) = pending {
-        let x = frames(&batch(
-            &data,
-            &config,
-            args,
-            (width, height),
-            s.seed,
-            s.step,
-        ));
+        let x = frames(
+            &batch(&data, &config, args, (width, height), s.seed, s.step),
+            0,
+        );
         let (_, recon) = m.forward(x.clone());
         let value = to_scalar(m.loss(recon, x))?;
         if !value.is_finite() {
@@ -209,7 +213,7 @@ fn batch(
     seed: u64,
     step: usize,
 ) -> Vec<Clip> {
-    let mut rng = StdRng::seed_from_u64(seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = step_rng(seed, step);
     (0..args.batch)
         .map(|_| {
             data.sample(

@@ -6,21 +6,19 @@ use std::path::Path;
 
 use anyhow::{Result, bail, ensure};
 use burn::module::Module;
-use burn::tensor::Tensor;
+use cmd_model::OutputMode;
 use cmd_model::pipelines::standard_normal;
 use cmd_model::schedulers::NoiseSchedule;
-use cmd_model::{Autoencoder, OutputMode};
 use cmd_video::Clip;
 use rand::Rng;
 use rand::rngs::StdRng;
 
 use crate::checkpoint::{Run, TrainState, load_autoencoder, load_record};
 use crate::cli::{DiffusionTrainArgs, TrainContentArgs};
-use crate::content::{
-    self, ContentModel, ContentRunConfig, PRESET_BASES, encode_prompts, text_encoder_path,
-};
+use crate::content::{self, ContentRunConfig, PRESET_BASES, text_encoder_path};
 use crate::data::ClipFolder;
 use crate::fit::{Plan, adam, fit};
+use crate::frozen::Frozen;
 use crate::tensor_io::clips_to_tensor;
 use crate::{captions, device};
 
@@ -31,8 +29,12 @@ fn absolute(path: &Path) -> Result<std::path::PathBuf> {
 
 pub fn run(args: &TrainContentArgs) -> Result<()> {
     args.train.check()?;
-    let device = device::open(args.train.device)?.autodiff();
-    let ae = load_autoencoder(&args.ae, &device)?.no_grad();
+    let devices: Vec<_> = device::open_many(args.train.device, args.train.devices)?
+        .into_iter()
+        .map(|d| d.autodiff())
+        .collect();
+    let device = devices[0].clone();
+    let ae = load_autoencoder(&args.ae, &device)?;
     let ae_config = ae.config().clone();
     let latent = ae_config.output == OutputMode::Latent;
     ensure!(
@@ -94,9 +96,9 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
             && saved.scheduler.prediction_type != config.scheduler.prediction_type
         {
             bail!(
-                "--prediction: the run in {} was started with {:?} prediction",
+                "--prediction: the run in {} was started with {} prediction",
                 args.train.out.display(),
-                saved.scheduler.prediction_type
+                format!("{:?}", saved.scheduler.prediction_type).to_lowercase()
             );
         }
         model.scheduler = saved.scheduler;
@@ -131,8 +133,12 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         };
         (unet, ema, adam(), state)
     };
-    model.text_encoder = model.text_encoder.no_grad();
-    model.vae = model.vae.map(|(c, vae)| (c, vae.no_grad()));
+    let frozen = Frozen {
+        ae,
+        text_encoder: model.text_encoder.clone(),
+        vae: model.vae.clone(),
+    }
+    .on_each(&devices);
     if state.step >= args.train.steps {
         eprintln!(
             "{}: already trained for {} steps",
@@ -171,17 +177,27 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         ema: args.train.ema,
         model_file: "unet.bpk",
         label: "content",
+        batch: args.train.batch,
+        devices: &devices,
     };
-    fit(&run, &plan, unet, ema, optim, state, |unet, rng| {
+    fit(&run, &plan, unet, ema, optim, state, |unet, rng, shard| {
         let (clips, prompts) = batcher.draw(rng);
-        let x0 = content_frames(&ae, &model, clips_to_tensor(&clips, &device));
-        let context = encode_prompts(&model, &prompts, &device)?;
         let t: Vec<usize> = (0..args.train.batch)
             .map(|_| rng.random_range(0..schedule.len()))
             .collect();
-        let noise = standard_normal(x0.dims(), rng.random(), &device);
-        let x_t = schedule.add_noise(x0.clone(), noise.clone(), &t);
-        let target = schedule.training_target(model.scheduler.prediction_type, x0, noise, &t);
+        let noise_seed = rng.random();
+        let (range, device) = (shard.range.clone(), shard.device);
+        let frozen = &frozen[shard.index];
+        let x0 = frozen
+            .encode(clips_to_tensor(&clips[range.clone()], device))
+            .content;
+        let context = frozen.encode_prompts(&model.tokenizer, &prompts[range.clone()], device)?;
+        let t = &t[range.clone()];
+        let mut shape = x0.dims();
+        shape[0] = args.train.batch;
+        let noise = standard_normal(shape, noise_seed, device).narrow(0, range.start, range.len());
+        let x_t = schedule.add_noise(x0.clone(), noise.clone(), t);
+        let target = schedule.training_target(model.scheduler.prediction_type, x0, noise, t);
         let t: Vec<f64> = t.iter().map(|t| *t as f64).collect();
         Ok((unet.forward(x_t, &t, &context) - target)
             .powi_scalar(2)
@@ -219,14 +235,4 @@ impl Batcher<'_> {
             })
             .unzip()
     }
-}
-
-/// The autoencoder's content frames of clips `[B, L, 3, H, W]` (in latent mode the frames go
-/// through the Stable Diffusion VAE first, scaled by its `scaling_factor`).
-fn content_frames(ae: &Autoencoder, model: &ContentModel, x: Tensor<5>) -> Tensor<4> {
-    let x = match &model.vae {
-        Some((config, vae)) => vae.encode_clips(x, config.scaling_factor),
-        None => x,
-    };
-    ae.encode(x).content.detach()
 }

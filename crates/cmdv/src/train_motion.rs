@@ -13,20 +13,23 @@ use rand::Rng;
 
 use crate::checkpoint::{Run, TrainState, load_autoencoder, load_record};
 use crate::cli::TrainMotionArgs;
-use crate::content::{self, encode_prompts};
+use crate::content;
 use crate::data::ClipFolder;
 use crate::fit::{Plan, adam, fit};
+use crate::frozen::Frozen;
 use crate::motion::{self, MotionRunConfig};
 use crate::tensor_io::clips_to_tensor;
 use crate::{captions, device};
 
 pub fn run(args: &TrainMotionArgs) -> Result<()> {
     args.train.check()?;
-    let device = device::open(args.train.device)?.autodiff();
-    let ae = load_autoencoder(&args.ae, &device)?.no_grad();
-    let (content_config, mut text) = content::load_run(&args.content, &device)?;
-    text.text_encoder = text.text_encoder.no_grad();
-    text.vae = text.vae.map(|(c, v)| (c, v.no_grad()));
+    let devices: Vec<_> = device::open_many(args.train.device, args.train.devices)?
+        .into_iter()
+        .map(|d| d.autodiff())
+        .collect();
+    let device = devices[0].clone();
+    let ae = load_autoencoder(&args.ae, &device)?;
+    let (content_config, text) = content::load_run(&args.content, &device)?;
     let ae_path = std::path::absolute(&args.ae)?;
     if content_config.ae != ae_path {
         eprintln!(
@@ -90,6 +93,13 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
     }
 
     let factor = text.vae.as_ref().map_or(1, |(c, _)| c.scale_factor());
+    let tokenizer = text.tokenizer;
+    let frozen = Frozen {
+        ae,
+        text_encoder: text.text_encoder,
+        vae: text.vae,
+    }
+    .on_each(&devices);
     let pixels = (cfg.height * factor) as u32;
     let span = args.train.stride * (cfg.frames - 1) + 1;
     let data = ClipFolder::load(&args.train.data, span, pixels, pixels)?;
@@ -113,8 +123,10 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         ema: args.train.ema,
         model_file: "dit.bpk",
         label: "motion",
+        batch: args.train.batch,
+        devices: &devices,
     };
-    fit(&run, &plan, dit, ema, optim, state, |dit, rng| {
+    fit(&run, &plan, dit, ema, optim, state, |dit, rng, shard| {
         let (clips, prompts): (Vec<_>, Vec<_>) = (0..args.train.batch)
             .map(|_| {
                 let (i, clip) = data.sample(
@@ -136,22 +148,23 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
                 }
             })
             .collect();
-        let x = clips_to_tensor(&clips, &device);
-        let x = match &text.vae {
-            Some((c, vae)) => vae.encode_clips(x, c.scaling_factor),
-            None => x,
-        };
-        let encoded = ae.encode(x);
-        let (content, z0) = (encoded.content.detach(), encoded.motion.detach());
-        let pooled = pooled_text(encode_prompts(&text, &prompts, &device)?);
-        let keep = Tensor::<2>::from_data(TensorData::new(keep, [args.train.batch, 1]), &device);
-        let pooled = pooled * keep; // the null condition is the zero vector
         let t: Vec<usize> = (0..args.train.batch)
             .map(|_| rng.random_range(0..schedule.len()))
             .collect();
-        let noise = standard_normal(z0.dims(), rng.random(), &device);
-        let z_t = schedule.add_noise(z0, noise.clone(), &t);
-        let t: Vec<f64> = t.iter().map(|t| *t as f64).collect();
+        let noise_seed = rng.random();
+        let (range, device) = (shard.range.clone(), shard.device);
+        let frozen = &frozen[shard.index];
+        let encoded = frozen.encode(clips_to_tensor(&clips[range.clone()], device));
+        let (content, z0) = (encoded.content, encoded.motion);
+        let text = frozen.encode_prompts(&tokenizer, &prompts[range.clone()], device)?;
+        let keep = TensorData::new(keep[range.clone()].to_vec(), [range.len(), 1]);
+        // The null condition is the zero vector.
+        let pooled = pooled_text(text) * Tensor::<2>::from_data(keep, device);
+        let mut shape = z0.dims();
+        shape[0] = args.train.batch;
+        let noise = standard_normal(shape, noise_seed, device).narrow(0, range.start, range.len());
+        let z_t = schedule.add_noise(z0, noise.clone(), &t[range.clone()]);
+        let t: Vec<f64> = t[range].iter().map(|t| *t as f64).collect();
         Ok((dit.forward(z_t, &t, content, pooled) - noise)
             .powi_scalar(2)
             .mean())

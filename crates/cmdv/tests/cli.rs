@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::{data_dir, fails, fixture, latest, metrics_steps, ok, s, scratch};
 
 #[test]
@@ -45,6 +47,39 @@ fn train_resume_and_reconstruct() {
     ok(&args);
     assert_eq!(latest(&run), "step-000003");
     assert_eq!(metrics_steps(&run), vec![1, 2, 3]);
+
+    // Data parallel: a batch of 2 split over two (CPU) devices gives the losses of one device.
+    let losses = |run: &Path| -> Vec<f64> {
+        std::fs::read_to_string(run.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+            .collect()
+    };
+    let pair = |out: &Path, devices: &str| {
+        ok(&[
+            "train-ae",
+            "--out",
+            s(out),
+            "--steps",
+            "2",
+            "--data",
+            s(&data),
+            "--preset",
+            "teaching",
+            "--batch",
+            "2",
+            "--devices",
+            devices,
+        ]);
+        losses(out)
+    };
+    let (one, two) = (pair(&work.join("one"), "1"), pair(&work.join("two"), "2"));
+    assert_eq!(one.len(), 2);
+    for (a, b) in one.iter().zip(&two) {
+        assert!((a - b).abs() <= 1e-4 * a.abs(), "{a} vs {b}");
+    }
 
     // Starting again over it would lose the run: refused.
     let err = fails(&args);

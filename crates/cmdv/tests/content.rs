@@ -182,7 +182,7 @@ fn train_content_resume_and_sample() {
     let dir = scratch("content-tiny");
     let data = captioned("content-tiny-data");
     let ae = autoencoder(&data, &dir, false);
-    let train = |out: &Path, steps: &str, extra: &[&str]| {
+    let train = |out: &Path, steps: &str, batch: &str, extra: &[&str]| {
         let mut args = vec![
             "train-content",
             "--ae",
@@ -196,7 +196,7 @@ fn train_content_resume_and_sample() {
             "--steps",
             steps,
             "--batch",
-            "1",
+            batch,
             "--checkpoint-every",
             "2",
             "--lr",
@@ -206,10 +206,10 @@ fn train_content_resume_and_sample() {
         ok(&args);
     };
     let straight = dir.join("straight");
-    train(&straight, "4", &[]);
+    train(&straight, "4", "1", &[]);
     let resumed = dir.join("resumed");
-    train(&resumed, "2", &[]);
-    train(&resumed, "4", &["--resume"]);
+    train(&resumed, "2", "1", &[]);
+    train(&resumed, "4", "1", &["--resume"]);
     assert_eq!(metrics_steps(&resumed), [1, 2, 3, 4]);
     assert_eq!(latest(&resumed), "step-000004");
     assert_eq!(
@@ -247,6 +247,23 @@ fn train_content_resume_and_sample() {
         s(&png),
     ]);
     assert!(err.contains("--height/--width"), "{err}");
+
+    // Data parallel: a batch split over two (CPU) devices takes the steps one device takes.
+    let one = dir.join("one-device");
+    let two = dir.join("two-devices");
+    train(&one, "2", "2", &[]);
+    train(&two, "2", "2", &["--devices", "2"]);
+    let losses = |run: &Path| -> Vec<f64> {
+        loss_rows(run)
+            .iter()
+            .map(|row| row.split(',').nth(1).unwrap().parse().unwrap())
+            .collect()
+    };
+    let (a, b) = (losses(&one), losses(&two));
+    assert_eq!(a.len(), 2);
+    for (a, b) in a.iter().zip(&b) {
+        assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "{a} vs {b}");
+    }
 
     // Bad inputs.
     let common = ["--ae", s(&ae), "--data", s(&data), "--steps", "1"];
@@ -286,6 +303,44 @@ fn train_content_resume_and_sample() {
         &["--base", "tiny", "--out", s(&other), "--empty-prompt=-1"],
     ));
     assert!(err.contains("--empty-prompt must be in [0, 1]"), "{err}");
+    let err = fails(&tc(
+        &common,
+        &["--base", "tiny", "--out", s(&other), "--crop-min", "0.5"],
+    ));
+    assert!(err.contains("--crop-min must be in [0.8, 1]"), "{err}");
+    let err = fails(&tc(
+        &common,
+        &[
+            "--base",
+            "tiny",
+            "--out",
+            s(&other),
+            "--batch",
+            "1",
+            "--devices",
+            "2",
+        ],
+    ));
+    assert!(
+        err.contains("--batch 1 is smaller than --devices 2"),
+        "{err}"
+    );
+    let err = fails(&tc(
+        &common,
+        &[
+            "--base",
+            "tiny",
+            "--out",
+            s(&resumed),
+            "--resume",
+            "--prediction",
+            "v",
+        ],
+    ));
+    assert!(
+        err.contains("--prediction: the run") && err.contains("with epsilon prediction"),
+        "{err}"
+    );
     let err = fails(&tc(
         &common,
         &[

@@ -144,6 +144,13 @@ fn motion_training_generation_animation_and_transfer() {
         losses(&straight),
         "resuming changes nothing"
     );
+    // Data parallel: the batch of 2 split over two (CPU) devices gives the same losses.
+    let parallel = r.dir.join("parallel");
+    train_motion(&r, &parallel, "3", &["--devices", "2"]);
+    for (a, b) in losses(&straight).iter().zip(losses(&parallel)) {
+        let (a, b): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
+        assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "{a} vs {b}");
+    }
 
     let generate = |out: &Path, seed: &str, prompt: &str| {
         let res = cmdv(&[
