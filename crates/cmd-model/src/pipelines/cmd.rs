@@ -22,7 +22,7 @@ use crate::unet::{Unet, UnetConfig};
 use crate::vae::{Vae, VaeConfig};
 use crate::{Autoencoder, Encoded};
 
-use super::denoise::{SamplingOptions, guided, sample_loop};
+use super::denoise::{SampleLoop, SamplingOptions, guided};
 use super::noise::standard_normal;
 use super::stable_diffusion::{SampleError, encode_prompt};
 
@@ -169,54 +169,120 @@ pub struct CmdPipeline {
 /// Progress callback: stage, steps done, steps in the stage.
 pub type Progress<'a> = dyn FnMut(Stage, usize, usize) + 'a;
 
+/// A prompt, encoded for both diffusion models.
+#[derive(Debug, Clone)]
+pub struct Text {
+    /// Text states of the prompt `[1, 77, D]` (the content model's condition).
+    pub cond: Tensor<3>,
+    /// Text states of the empty prompt (the content model's null condition).
+    pub uncond: Tensor<3>,
+    /// The pooled prompt vector `[1, D]` (the motion model's condition).
+    pub pooled: Tensor<2>,
+    /// The prompt was longer than 75 tokens and was cut.
+    pub truncated: bool,
+}
+
 impl CmdPipeline {
-    /// Text states of a prompt and of the empty prompt, the pooled prompt vector, and whether
-    /// the prompt was cut.
-    fn text(
-        &self,
-        prompt: &str,
-        device: &Device,
-    ) -> Result<(Tensor<3>, Tensor<3>, Tensor<2>, bool), SampleError> {
+    /// Encodes a prompt (and the empty prompt) with the text encoder.
+    pub fn text(&self, prompt: &str, device: &Device) -> Result<Text, SampleError> {
         let (cond, truncated) = encode_prompt(&self.tokenizer, &self.text_encoder, prompt, device)?;
         let (uncond, _) = encode_prompt(&self.tokenizer, &self.text_encoder, "", device)?;
         let pooled = pooled_text(cond.clone());
-        Ok((cond, uncond, pooled, truncated))
+        Ok(Text {
+            cond,
+            uncond,
+            pooled,
+            truncated,
+        })
     }
 
-    /// Samples a content frame `[1, C, H, W]` for the text states `cond` (null: `uncond`).
+    /// A content-frame sampling run from the noise of `seed`; step it with
+    /// [`predict_content`](Self::predict_content).
+    pub fn content_loop(
+        &self,
+        options: &SamplingOptions,
+        seed: u64,
+        device: &Device,
+    ) -> Result<SampleLoop, SampleError> {
+        let cfg = self.codec.autoencoder.config();
+        let noise = standard_normal([1, cfg.channels, cfg.height, cfg.width], seed, device);
+        Ok(SampleLoop::new(&self.content_scheduler, noise, options)?)
+    }
+
+    /// The content UNet's guided output for `x` at timestep `t` (the empty prompt is the null
+    /// condition).
+    pub fn predict_content(
+        &self,
+        text: &Text,
+        x: &Tensor<4>,
+        t: usize,
+        guidance: f64,
+    ) -> Tensor<4> {
+        let context = if guidance > 1.0 {
+            Tensor::cat(vec![text.uncond.clone(), text.cond.clone()], 0)
+        } else {
+            text.cond.clone()
+        };
+        guided(x, t, guidance, &mut |x, t| {
+            self.content_unet.forward(x, t, &context)
+        })
+    }
+
+    /// A motion-latent sampling run from the noise of `seed`; step it with
+    /// [`predict_motion`](Self::predict_motion).
+    pub fn motion_loop(
+        &self,
+        options: &SamplingOptions,
+        seed: u64,
+        device: &Device,
+    ) -> Result<SampleLoop, SampleError> {
+        let cfg = self.dit.config();
+        let shape = [1, cfg.motion_channels, cfg.frames, cfg.motion_width];
+        let noise = standard_normal(shape, seed, device);
+        Ok(SampleLoop::new(&motion_schedule(), noise, options)?)
+    }
+
+    /// The motion DiT's guided output for `x` at timestep `t`, given a clean content frame and
+    /// a pooled text vector (null condition: the zero vector, the content frame kept).
+    pub fn predict_motion(
+        &self,
+        content: &Tensor<4>,
+        pooled: &Tensor<2>,
+        x: &Tensor<4>,
+        t: usize,
+        guidance: f64,
+    ) -> Tensor<4> {
+        let (contents, texts) = if guidance > 1.0 {
+            (
+                Tensor::cat(vec![content.clone(), content.clone()], 0),
+                Tensor::cat(vec![pooled.zeros_like(), pooled.clone()], 0),
+            )
+        } else {
+            (content.clone(), pooled.clone())
+        };
+        guided(x, t, guidance, &mut |x, t| {
+            self.dit.forward(x, t, contents.clone(), texts.clone())
+        })
+    }
+
+    /// Samples a content frame `[1, C, H, W]` for a prompt.
     fn sample_content(
         &self,
-        cond: &Tensor<3>,
-        uncond: &Tensor<3>,
+        text: &Text,
         options: &SamplingOptions,
         seed: u64,
         progress: &mut Progress,
     ) -> Result<Tensor<4>, SampleError> {
-        let cfg = self.codec.autoencoder.config();
-        let noise = standard_normal(
-            [1, cfg.channels, cfg.height, cfg.width],
-            seed,
-            &cond.device(),
-        );
-        let context = if options.guidance > 1.0 {
-            Tensor::cat(vec![uncond.clone(), cond.clone()], 0)
-        } else {
-            cond.clone()
-        };
-        let mut network = |x: Tensor<4>, t: &[f64]| self.content_unet.forward(x, t, &context);
-        let mut predict = |x: &Tensor<4>, t: usize| guided(x, t, options.guidance, &mut network);
-        let mut report = |done, total| progress(Stage::Content, done, total);
-        Ok(sample_loop(
-            &self.content_scheduler,
-            noise,
-            options,
-            &mut predict,
-            &mut report,
-        )?)
+        let mut run = self.content_loop(options, seed, &text.cond.device())?;
+        while !run.is_finished() {
+            run.step(&mut |x, t| self.predict_content(text, x, t, options.guidance));
+            progress(Stage::Content, run.done(), run.total());
+        }
+        Ok(run.sample().clone())
     }
 
     /// Samples a motion latent `[1, D, L, H'+W']` for a clean content frame and a pooled text
-    /// vector (null condition: the zero vector, the content frame kept).
+    /// vector.
     pub fn sample_motion(
         &self,
         content: &Tensor<4>,
@@ -225,28 +291,12 @@ impl CmdPipeline {
         seed: u64,
         progress: &mut Progress,
     ) -> Result<Tensor<4>, SampleError> {
-        let cfg = self.dit.config();
-        let shape = [1, cfg.motion_channels, cfg.frames, cfg.motion_width];
-        let noise = standard_normal(shape, seed, &content.device());
-        let (contents, texts) = if options.guidance > 1.0 {
-            (
-                Tensor::cat(vec![content.clone(), content.clone()], 0),
-                Tensor::cat(vec![pooled.zeros_like(), pooled.clone()], 0),
-            )
-        } else {
-            (content.clone(), pooled.clone())
-        };
-        let mut network =
-            |x: Tensor<4>, t: &[f64]| self.dit.forward(x, t, contents.clone(), texts.clone());
-        let mut predict = |x: &Tensor<4>, t: usize| guided(x, t, options.guidance, &mut network);
-        let mut report = |done, total| progress(Stage::Motion, done, total);
-        Ok(sample_loop(
-            &motion_schedule(),
-            noise,
-            options,
-            &mut predict,
-            &mut report,
-        )?)
+        let mut run = self.motion_loop(options, seed, &content.device())?;
+        while !run.is_finished() {
+            run.step(&mut |x, t| self.predict_motion(content, pooled, x, t, options.guidance));
+            progress(Stage::Motion, run.done(), run.total());
+        }
+        Ok(run.sample().clone())
     }
 
     /// Text to video.
@@ -258,11 +308,10 @@ impl CmdPipeline {
         progress: &mut Progress,
     ) -> Result<Video, SampleError> {
         progress(Stage::Text, 0, 1);
-        let (cond, uncond, pooled, truncated) = self.text(prompt, device)?;
+        let text = self.text(prompt, device)?;
         progress(Stage::Text, 1, 1);
-        let content =
-            self.sample_content(&cond, &uncond, &options.content, options.seed, progress)?;
-        self.finish(content, &pooled, options, truncated, progress)
+        let content = self.sample_content(&text, &options.content, options.seed, progress)?;
+        self.finish(content, &text.pooled, options, text.truncated, progress)
     }
 
     /// Image to video: `content` (`[1, C, H, W]`, the autoencoder's space) is the content frame;
@@ -275,9 +324,9 @@ impl CmdPipeline {
         progress: &mut Progress,
     ) -> Result<Video, SampleError> {
         progress(Stage::Text, 0, 1);
-        let (_, _, pooled, truncated) = self.text(prompt, &content.device())?;
+        let text = self.text(prompt, &content.device())?;
         progress(Stage::Text, 1, 1);
-        self.finish(content, &pooled, options, truncated, progress)
+        self.finish(content, &text.pooled, options, text.truncated, progress)
     }
 
     fn finish(

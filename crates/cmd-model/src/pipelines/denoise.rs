@@ -56,8 +56,89 @@ impl Default for SamplingOptions {
     }
 }
 
-/// The scheduler loop: from `noise` (standard normal) to a sample, asking `predict(x_t, t)` for
-/// the network output at each step. `progress(done, total)` is called after every step.
+/// The scheduler of a [`SampleLoop`].
+enum Stepper {
+    Ddim(Ddim),
+    DpmSolver(Box<DpmSolver<4>>),
+}
+
+/// A sampling run taken one step at a time, so a caller can wait, report or stop between
+/// steps (the browser awaits the GPU after each one): from standard-normal noise to a sample,
+/// asking a network for its output at each timestep.
+pub struct SampleLoop {
+    stepper: Stepper,
+    timesteps: Vec<usize>,
+    done: usize,
+    x: Tensor<4>,
+}
+
+impl SampleLoop {
+    /// A run of `options.steps` steps of `options.sampler` from `noise`.
+    pub fn new(
+        scheduler: &SchedulerConfig,
+        noise: Tensor<4>,
+        options: &SamplingOptions,
+    ) -> Result<Self, SchedulerError> {
+        let (stepper, timesteps, x) = match options.sampler {
+            Sampler::Ddim => {
+                let ddim = Ddim::new(scheduler, options.steps)?;
+                let timesteps = ddim.timesteps().to_vec();
+                (Stepper::Ddim(ddim), timesteps, noise)
+            }
+            Sampler::DpmSolver => {
+                let dpm = DpmSolver::<4>::new(scheduler, options.steps)?;
+                let timesteps = dpm.timesteps().to_vec();
+                let x = noise.mul_scalar(dpm.init_noise_sigma());
+                (Stepper::DpmSolver(Box::new(dpm)), timesteps, x)
+            }
+        };
+        Ok(Self {
+            stepper,
+            timesteps,
+            done: 0,
+            x,
+        })
+    }
+
+    /// Steps taken.
+    pub fn done(&self) -> usize {
+        self.done
+    }
+
+    /// Steps in the run.
+    pub fn total(&self) -> usize {
+        self.timesteps.len()
+    }
+
+    /// Whether every step has been taken.
+    pub fn is_finished(&self) -> bool {
+        self.done == self.timesteps.len()
+    }
+
+    /// The current sample (the final one once finished).
+    pub fn sample(&self) -> &Tensor<4> {
+        &self.x
+    }
+
+    /// Takes the next step with `predict(x_t, t)`, the network output; does nothing once
+    /// finished.
+    pub fn step(&mut self, predict: &mut dyn FnMut(&Tensor<4>, usize) -> Tensor<4>) {
+        let Some(&t) = self.timesteps.get(self.done) else {
+            return;
+        };
+        let out = predict(&self.x, t);
+        let x = self.x.clone();
+        self.x = match &mut self.stepper {
+            Stepper::Ddim(ddim) => ddim.step(out, t, x, 0.0, None),
+            Stepper::DpmSolver(dpm) => dpm.step(out, x),
+        };
+        self.done += 1;
+    }
+}
+
+/// The whole scheduler loop: from `noise` (standard normal) to a sample, asking
+/// `predict(x_t, t)` for the network output at each step. `progress(done, total)` is called
+/// after every step.
 pub fn sample_loop(
     scheduler: &SchedulerConfig,
     noise: Tensor<4>,
@@ -65,28 +146,12 @@ pub fn sample_loop(
     predict: &mut dyn FnMut(&Tensor<4>, usize) -> Tensor<4>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<4>, SchedulerError> {
-    let mut x = noise;
-    match options.sampler {
-        Sampler::Ddim => {
-            let ddim = Ddim::new(scheduler, options.steps)?;
-            let total = ddim.timesteps().len();
-            for (i, &t) in ddim.timesteps().iter().enumerate() {
-                x = ddim.step(predict(&x, t), t, x, 0.0, None);
-                progress(i + 1, total);
-            }
-        }
-        Sampler::DpmSolver => {
-            let mut dpm = DpmSolver::<4>::new(scheduler, options.steps)?;
-            x = x.mul_scalar(dpm.init_noise_sigma());
-            let timesteps = dpm.timesteps().to_vec();
-            for (i, &t) in timesteps.iter().enumerate() {
-                let out = predict(&x, t);
-                x = dpm.step(out, x);
-                progress(i + 1, timesteps.len());
-            }
-        }
+    let mut run = SampleLoop::new(scheduler, noise, options)?;
+    while !run.is_finished() {
+        run.step(predict);
+        progress(run.done(), run.total());
     }
-    Ok(x)
+    Ok(run.x)
 }
 
 /// Runs `network(x, t)` on the unconditional and conditional rows of one batch and combines

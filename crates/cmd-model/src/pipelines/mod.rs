@@ -18,6 +18,6 @@ pub mod noise;
 pub mod stable_diffusion;
 
 pub use cmd::{CmdPipeline, Codec, GenerateOptions, Stage, Video};
-pub use denoise::{Sampler, SamplingOptions, denoise, guided, sample_loop};
+pub use denoise::{SampleLoop, Sampler, SamplingOptions, denoise, guided, sample_loop};
 pub use noise::standard_normal;
 pub use stable_diffusion::{SdLoadError, StableDiffusion};
