@@ -36,16 +36,25 @@ pub fn read(path: &Path, max_frames: Option<usize>) -> Result<Clip, VideoError> 
 
 /// Writes a looping animated GIF.
 pub fn write(path: &Path, clip: &Clip) -> Result<(), VideoError> {
+    crate::write_atomic(path, |out| encode(clip, out))
+}
+
+/// A looping animated GIF of `clip`, in memory (for downloads in the browser).
+pub fn to_bytes(clip: &Clip) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(clip, &mut out).expect("writing to memory does not fail");
+    out
+}
+
+fn encode(clip: &Clip, out: &mut impl std::io::Write) -> std::io::Result<()> {
     let delay = Delay::from_numer_denom_ms((1000.0 / clip.fps.max(0.1)).round() as u32, 1);
-    crate::write_atomic(path, |out| {
-        let mut encoder = GifEncoder::new_with_speed(out, 10);
-        encoder
-            .set_repeat(Repeat::Infinite)
-            .map_err(std::io::Error::other)?;
-        let frames = clip.frames.iter().map(|f| {
-            let rgba = DynamicImage::ImageRgb8(f.clone()).to_rgba8();
-            Frame::from_parts(rgba, 0, 0, delay)
-        });
-        encoder.encode_frames(frames).map_err(std::io::Error::other)
-    })
+    let mut encoder = GifEncoder::new_with_speed(out, 10);
+    encoder
+        .set_repeat(Repeat::Infinite)
+        .map_err(std::io::Error::other)?;
+    let frames = clip.frames.iter().map(|f| {
+        let rgba = DynamicImage::ImageRgb8(f.clone()).to_rgba8();
+        Frame::from_parts(rgba, 0, 0, delay)
+    });
+    encoder.encode_frames(frames).map_err(std::io::Error::other)
 }

@@ -4,6 +4,10 @@
 //! GIF and folders of PNG frames; clip sampling (frames at a stride from an offset, crops,
 //! resizing) and conversion to and from the `[-1, 1]` float layout the model uses.
 //!
+//! Also the teaching dataset, its adherence analyser, and the teaching pictures (importance
+//! weight heat maps, motion planes). Without the default `h264` feature (the browser build)
+//! there is no mp4 support.
+//!
 //! Every error names the file it is about. Files are written atomically (temporary file, then
 //! rename), so an interrupted write never leaves a half-written output in place.
 
@@ -12,9 +16,11 @@ pub mod atomic;
 pub mod clip;
 pub mod error;
 pub mod gif;
+#[cfg(feature = "h264")]
 pub mod mp4;
 pub mod png;
 pub mod teaching;
+pub mod views;
 pub mod y4m;
 
 pub use atomic::{replace_atomic, write_atomic, write_bytes_atomic};
@@ -41,6 +47,7 @@ pub fn read_clip(path: &Path, max_frames: Option<usize>) -> Result<Clip, VideoEr
         .map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("y4m") => y4m::read(path, max_frames),
+        #[cfg(feature = "h264")]
         Some("mp4") | Some("m4v") => mp4::read(path, max_frames),
         Some("gif") => gif::read(path, max_frames),
         other => Err(VideoError::new(
@@ -73,6 +80,7 @@ pub fn write_clip(path: &Path, clip: &Clip) -> Result<(), VideoError> {
         .map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("gif") => gif::write(path, clip),
+        #[cfg(feature = "h264")]
         Some("mp4") => mp4::write(path, clip),
         None => png::write_folder(path, clip),
         Some(other) => Err(VideoError::new(

@@ -1,4 +1,5 @@
-//! Teaching pictures: importance-weight heat maps and motion planes.
+//! Teaching pictures: importance-weight heat maps and motion planes (the CLI writes them as
+//! PNGs, the browser shows them).
 
 use image::{Rgb, RgbImage, imageops};
 

@@ -23,7 +23,6 @@ mod tensor_io;
 mod train;
 mod train_content;
 mod train_motion;
-mod viz;
 
 use std::process::ExitCode;
 

@@ -3,12 +3,12 @@
 use anyhow::{Context, Result, anyhow, bail};
 use cmd_model::OutputMode;
 use cmd_model::metrics::{psnr, ssim};
-use cmd_video::{Clip, gif, png, read_clip};
+use cmd_video::{Clip, gif, png, read_clip, views};
 
 use crate::checkpoint::load_autoencoder;
 use crate::cli::ReconstructArgs;
+use crate::device;
 use crate::tensor_io::{clips_to_tensor, to_vec};
-use crate::{device, viz};
 
 pub fn run(args: &ReconstructArgs) -> Result<()> {
     let device = device::open(args.device)?;
@@ -44,10 +44,10 @@ pub fn run(args: &ReconstructArgs) -> Result<()> {
         .with_context(|| format!("{}: cannot create output folder", args.out.display()))?;
     let content = Clip::from_signed_f32(&to_vec(encoded.content)?, 1, h as u32, w as u32, clip.fps);
     png::write_image(&args.out.join("content.png"), &content.frames[0])?;
-    let weights = viz::weight_maps(&to_vec(encoded.weights)?, l, cfg.channels, h, w);
+    let weights = views::weight_maps(&to_vec(encoded.weights)?, l, cfg.channels, h, w);
     png::write_image(&args.out.join("weights.png"), &weights)?;
     let scale = (128 / cfg.grid_h().max(cfg.frames)).max(1) as u32;
-    let motion = viz::motion_planes(
+    let motion = views::motion_planes(
         &to_vec(encoded.motion)?,
         cfg.motion_dim,
         l,
