@@ -391,7 +391,7 @@ fn generate_uses_the_shipped_model_by_default() {
         s(&clip),
     ]);
     let clip = cmd_video::read_clip(&clip, None).unwrap();
-    assert_eq!((clip.len(), clip.width(), clip.height()), (16, 64, 64));
+    assert_eq!((clip.len(), clip.width(), clip.height()), (16, 32, 32));
     let frames: std::collections::HashSet<_> =
         clip.frames.iter().map(|f| f.as_raw().clone()).collect();
     assert!(frames.len() > 1, "the frames differ");
