@@ -1,0 +1,330 @@
+//! The engine: load a bundle, generate (text to video, image to video), decompose a clip into
+//! content and motion, transfer motion; each result comes with the teaching pictures.
+
+use std::collections::HashMap;
+
+use burn::tensor::{Device, Tensor};
+use cmd_model::metrics::psnr;
+use cmd_model::pipelines::{CmdPipeline, SampleLoop, Sampler, SamplingOptions, Stage};
+use cmd_video::views::{motion_planes, weight_maps};
+use cmd_video::{Clip, gif};
+
+use crate::pixels::{clip_from_rgba, clip_tensor, rgba_from_clip, rgba_from_image};
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The prompt.
+    pub prompt: String,
+    /// Seed of the starting noise (content from `seed`, motion from `seed + 1`, as the CLI).
+    pub seed: u64,
+    /// Content-frame sampler steps.
+    pub steps: usize,
+    /// Motion sampler steps.
+    pub motion_steps: usize,
+    /// Guidance scale of the content model.
+    pub guidance: f64,
+    /// Guidance scale of the motion model.
+    pub motion_guidance: f64,
+}
+
+/// An RGBA picture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Picture {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// `height x width x 4` bytes.
+    pub rgba: Vec<u8>,
+}
+
+impl Picture {
+    fn of(image: &image::RgbImage) -> Self {
+        Self {
+            width: image.width() as usize,
+            height: image.height() as usize,
+            rgba: rgba_from_image(image),
+        }
+    }
+}
+
+/// A clip and what it is made of.
+#[derive(Debug, Clone)]
+pub struct Panels {
+    /// The clip.
+    pub clip: Clip,
+    /// The content frame (pixel-mode models: an RGB picture).
+    pub content: Picture,
+    /// Importance-weight heat maps, one tile per frame (the clip encoded again).
+    pub weights: Picture,
+    /// The two motion planes of every motion channel.
+    pub motion: Picture,
+    /// The clip decoded from its content frame with a zero motion latent.
+    pub content_only: Clip,
+    /// PSNR of `clip` against the input, for reconstructions.
+    pub psnr: Option<f64>,
+    /// The prompt was longer than 75 tokens and was cut.
+    pub truncated: bool,
+}
+
+impl Panels {
+    /// The clip's frames as RGBA bytes, one frame after the other.
+    pub fn clip_rgba(&self) -> Vec<u8> {
+        rgba_from_clip(&self.clip)
+    }
+
+    /// The content-only clip's frames as RGBA bytes.
+    pub fn content_only_rgba(&self) -> Vec<u8> {
+        rgba_from_clip(&self.content_only)
+    }
+
+    /// The clip as a looping GIF.
+    pub fn gif(&self) -> Vec<u8> {
+        gif::to_bytes(&self.clip)
+    }
+}
+
+/// A tensor's values on the host, read asynchronously.
+async fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
+    let data = t.into_data_async().await.map_err(|e| {
+        format!("the device failed to compute the result (out of GPU memory?): {e:?}")
+    })?;
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| format!("unexpected tensor data: {e:?}"))
+}
+
+/// Waits until the device has computed `x` (reads one value back).
+async fn settle(x: &Tensor<4>) -> Result<(), String> {
+    host(x.clone().slice([0..1, 0..1, 0..1, 0..1]))
+        .await
+        .map(drop)
+}
+
+/// The model and its device.
+pub struct Engine {
+    pipeline: CmdPipeline,
+    device: Device,
+}
+
+impl Engine {
+    /// Loads a model bundle (`model.json`, `tokenizer.json` and the weight files, by name).
+    pub fn load(mut files: HashMap<String, Vec<u8>>, device: Device) -> Result<Self, String> {
+        let mut read = |name: &str| Ok::<_, String>(files.remove(name));
+        let pipeline = CmdPipeline::from_bundle(&mut read, &device).map_err(|e| e.to_string())?;
+        Ok(Self { pipeline, device })
+    }
+
+    /// Frame size `(height, width)` and frames per clip.
+    pub fn clip_size(&self) -> (usize, usize, usize) {
+        let (h, w) = self.pipeline.codec.frame_size();
+        (h, w, self.pipeline.codec.autoencoder.config().frames)
+    }
+
+    /// Runs a sampling loop to the end, waiting for the device after each step.
+    async fn run(
+        &self,
+        mut run: SampleLoop,
+        stage: Stage,
+        predict: &mut dyn FnMut(&Tensor<4>, usize) -> Tensor<4>,
+        progress: &mut dyn FnMut(Stage, usize, usize),
+    ) -> Result<Tensor<4>, String> {
+        progress(stage, 0, run.total());
+        while !run.is_finished() {
+            run.step(predict);
+            settle(run.sample()).await?;
+            progress(stage, run.done(), run.total());
+        }
+        Ok(run.sample().clone())
+    }
+
+    /// Text to video.
+    pub async fn generate(
+        &self,
+        request: &Request,
+        progress: &mut dyn FnMut(Stage, usize, usize),
+    ) -> Result<Panels, String> {
+        let p = &self.pipeline;
+        progress(Stage::Text, 0, 1);
+        let text = p
+            .text(&request.prompt, &self.device)
+            .map_err(|e| e.to_string())?;
+        progress(Stage::Text, 1, 1);
+        let options = sampling(request.steps, request.guidance)?;
+        let run = p
+            .content_loop(&options, request.seed, &self.device)
+            .map_err(|e| e.to_string())?;
+        let content = self
+            .run(
+                run,
+                Stage::Content,
+                &mut |x, t| p.predict_content(&text, x, t, options.guidance),
+                progress,
+            )
+            .await?;
+        let mut panels = self
+            .animate_content(content, &text.pooled, request, progress)
+            .await?;
+        panels.truncated = text.truncated;
+        Ok(panels)
+    }
+
+    /// Image to video: the picture (`height x width` RGBA at the model's frame size) is the
+    /// content frame; only the motion is sampled.
+    pub async fn animate(
+        &self,
+        rgba: &[u8],
+        request: &Request,
+        progress: &mut dyn FnMut(Stage, usize, usize),
+    ) -> Result<Panels, String> {
+        let (h, w, _) = self.clip_size();
+        let picture = clip_from_rgba(rgba, 1, h, w)?;
+        let content = clip_tensor(&picture, &self.device).squeeze_dim::<4>(1);
+        progress(Stage::Text, 0, 1);
+        let text = self
+            .pipeline
+            .text(&request.prompt, &self.device)
+            .map_err(|e| e.to_string())?;
+        progress(Stage::Text, 1, 1);
+        let mut panels = self
+            .animate_content(content, &text.pooled, request, progress)
+            .await?;
+        panels.truncated = text.truncated;
+        Ok(panels)
+    }
+
+    /// Samples the motion for a content frame and decodes the clip.
+    async fn animate_content(
+        &self,
+        content: Tensor<4>,
+        pooled: &Tensor<2>,
+        request: &Request,
+        progress: &mut dyn FnMut(Stage, usize, usize),
+    ) -> Result<Panels, String> {
+        let p = &self.pipeline;
+        let options = sampling(request.motion_steps, request.motion_guidance)?;
+        let run = p
+            .motion_loop(&options, request.seed + 1, &self.device)
+            .map_err(|e| e.to_string())?;
+        let motion = self
+            .run(
+                run,
+                Stage::Motion,
+                &mut |x, t| p.predict_motion(&content, pooled, x, t, options.guidance),
+                progress,
+            )
+            .await?;
+        progress(Stage::Decode, 0, 1);
+        let frames = p.codec.decode(content.clone(), motion.clone());
+        let clip = self.to_clip(frames).await?;
+        // The importance weights belong to an encoding: encode the generated clip again.
+        let weights = p.codec.encode(clip_tensor(&clip, &self.device)).weights;
+        let panels = self.panels(clip, content, motion, weights, None).await?;
+        progress(Stage::Decode, 1, 1);
+        Ok(panels)
+    }
+
+    /// Splits a clip (`frames x height x width` RGBA at the model's size) into content and
+    /// motion and decodes it back; the panels carry the reconstruction and its PSNR.
+    pub async fn decompose(&self, rgba: &[u8]) -> Result<Panels, String> {
+        let (h, w, l) = self.clip_size();
+        let input = clip_from_rgba(rgba, l, h, w)?;
+        let x = clip_tensor(&input, &self.device);
+        let encoded = self.pipeline.codec.encode(x);
+        let frames = self
+            .pipeline
+            .codec
+            .decode(encoded.content.clone(), encoded.motion.clone());
+        let clip = self.to_clip(frames).await?;
+        let score = psnr(&unit(&clip), &unit(&input));
+        let (content, motion) = (encoded.content, encoded.motion);
+        self.panels(clip, content, motion, encoded.weights, Some(score))
+            .await
+    }
+
+    /// The content frame of clip `a` with the motion of clip `b` (both as for
+    /// [`decompose`](Self::decompose)).
+    pub async fn transfer(&self, a: &[u8], b: &[u8]) -> Result<Panels, String> {
+        let (h, w, l) = self.clip_size();
+        let a = clip_tensor(&clip_from_rgba(a, l, h, w)?, &self.device);
+        let b = clip_tensor(&clip_from_rgba(b, l, h, w)?, &self.device);
+        let video = self.pipeline.codec.transfer(a, b);
+        let clip = self.to_clip(video.frames).await?;
+        let weights = self
+            .pipeline
+            .codec
+            .encode(clip_tensor(&clip, &self.device))
+            .weights;
+        self.panels(clip, video.content, video.motion, weights, None)
+            .await
+    }
+
+    /// Frames `[1, L, 3, H, W]` as a clip.
+    async fn to_clip(&self, frames: Tensor<5>) -> Result<Clip, String> {
+        let [_, l, _, h, w] = frames.dims();
+        let values = host(frames).await?;
+        Ok(Clip::from_signed_f32(&values, l, h as u32, w as u32, 8.0))
+    }
+
+    /// The teaching pictures of a clip.
+    async fn panels(
+        &self,
+        clip: Clip,
+        content: Tensor<4>,
+        motion: Tensor<4>,
+        weights: Tensor<5>,
+        psnr: Option<f64>,
+    ) -> Result<Panels, String> {
+        let codec = &self.pipeline.codec;
+        let cfg = codec.autoencoder.config();
+        let still = codec.decode(content.clone(), motion.zeros_like());
+        let content_only = self.to_clip(still).await?;
+        let [_, c, h, w] = content.dims();
+        let [_, d, l, width] = motion.dims();
+        let content_clip = Clip::from_signed_f32(&host(content).await?, 1, h as u32, w as u32, 8.0);
+        let weights = weight_maps(&host(weights).await?, l, c, h, w);
+        let motion = motion_planes(
+            &host(motion).await?,
+            d,
+            l,
+            cfg.grid_h(),
+            width - cfg.grid_h(),
+            4,
+        );
+        Ok(Panels {
+            clip,
+            content: Picture::of(&content_clip.frames[0]),
+            weights: Picture::of(&weights),
+            motion: Picture::of(&motion),
+            content_only,
+            psnr,
+            truncated: false,
+        })
+    }
+}
+
+/// A clip's values in `[0, 1]`.
+fn unit(clip: &Clip) -> Vec<f32> {
+    clip.to_signed_f32()
+        .iter()
+        .map(|v| (v + 1.0) / 2.0)
+        .collect()
+}
+
+/// DDIM sampling options, checked.
+fn sampling(steps: usize, guidance: f64) -> Result<SamplingOptions, String> {
+    if !(1..=1000).contains(&steps) {
+        return Err(format!("steps must be between 1 and 1000, found {steps}"));
+    }
+    if !guidance.is_finite() || guidance < 0.0 {
+        return Err(format!(
+            "guidance must be a number of at least 0, found {guidance}"
+        ));
+    }
+    Ok(SamplingOptions {
+        steps,
+        guidance,
+        sampler: Sampler::Ddim,
+    })
+}

@@ -1,0 +1,15 @@
+//! # cmd-web
+//!
+//! The browser app's engine: the shipped CMD model (the same bundle files `cmdv` uses) on
+//! burn's WebGPU backend, or on its CPU backend where a browser has no WebGPU, run inside a
+//! Web Worker. [`Engine`] is plain Rust (tested natively); [`Studio`] is its JavaScript face.
+//!
+//! Every read of a tensor back to the host is asynchronous (a synchronous read fails on
+//! WebGPU), and the samplers wait for the device after each step, so progress is real.
+
+mod bindings;
+mod engine;
+mod pixels;
+
+pub use bindings::Studio;
+pub use engine::{Engine, Panels, Picture, Request};

@@ -1,0 +1,353 @@
+// The page: controls, the model's Web Worker, the clip player and the teaching panels.
+// `?cpu=1` runs the model on the CPU even where WebGPU exists; `?bench=1` times every stage of
+// a generation and prints a table to the console.
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const MAX_UPLOAD = 200 * 1024 * 1024;
+
+// State the end-to-end test reads too.
+const state = window.cmd = { ready: false, busy: false, backend: null, size: null, last: null, error: null };
+
+let worker = null;
+let pending = null; // {resolve, reject}
+let started = 0;
+let stageStarted = 0;
+let timings = [];
+
+function setStatus(text, error = false) {
+  $('status').textContent = text;
+  $('status').classList.toggle('error', error);
+  if (error) state.error = text;
+}
+
+function setProgress(value, text) {
+  $('progress').value = value;
+  $('progress-text').textContent = text;
+}
+
+function eta(fraction, since) {
+  if (fraction <= 0) return '';
+  const left = (performance.now() - since) / 1000 * (1 - fraction) / fraction;
+  return left < 1 ? '' : `, about ${Math.ceil(left)} s left`;
+}
+
+// (Re)starts the worker and loads the model; resolves when it is ready.
+function startWorker() {
+  if (worker) worker.terminate();
+  state.ready = false;
+  worker = new Worker('worker.js', { type: 'module' });
+  worker.onerror = (e) => fail(`the model worker failed: ${e.message || e}`);
+  worker.onmessage = ({ data }) => onMessage(data);
+  const gpu = !params.has('cpu') && 'gpu' in navigator;
+  if (!('gpu' in navigator)) {
+    setStatus('This browser has no WebGPU: the model will run on the CPU (slower).');
+  } else {
+    setStatus('Loading the model…');
+  }
+  started = performance.now();
+  worker.postMessage({ type: 'load', gpu });
+}
+
+function onMessage(data) {
+  if (data.type === 'download') {
+    const f = data.total ? data.loaded / data.total : 0;
+    setProgress(f, `model ${(data.loaded / 1e6).toFixed(1)} of ${(data.total / 1e6).toFixed(1)} MB${eta(f, started)}`);
+  } else if (data.type === 'ready') {
+    Object.assign(state, { ready: true, backend: data.backend, size: data });
+    const where = data.backend.startsWith('WebGPU') ? 'on your GPU (WebGPU)' : `on the ${data.backend}`;
+    setStatus(`Model ready, running ${where}. Clips are ${data.frames} frames of ${data.width}×${data.height}.`,
+      false);
+    setProgress(0, '');
+    setBusy(false);
+  } else if (data.type === 'progress') {
+    onProgress(data);
+  } else if (data.type === 'result') {
+    if (pending) pending.resolve(data);
+    pending = null;
+  } else if (data.type === 'error') {
+    if (pending) { pending.reject(new Error(data.message)); pending = null; } else fail(data.message);
+  }
+}
+
+const STAGES = { text: [0, 0.02], content: [0.02, 0.5], motion: [0.52, 0.43], decode: [0.95, 0.05] };
+let lastStage = null;
+function onProgress({ stage, done, total }) {
+  if (stage !== lastStage) {
+    if (lastStage) timings.push({ stage: lastStage, ms: performance.now() - stageStarted });
+    lastStage = stage;
+    stageStarted = performance.now();
+  }
+  const [start, width] = STAGES[stage];
+  const f = start + width * (total ? done / total : 0);
+  setProgress(f, `${stage} ${done}/${total}${eta(f, started)}`);
+}
+
+function fail(message) {
+  setStatus(message, true);
+  setBusy(false);
+}
+
+function setBusy(busy) {
+  state.busy = busy;
+  $('generate').disabled = busy || !state.ready;
+  $('transfer').disabled = busy || !state.ready;
+  $('cancel').disabled = !busy;
+}
+
+// Sends a request to the worker; resolves with its result.
+function ask(message, transfer = []) {
+  setBusy(true);
+  state.error = null;
+  started = performance.now();
+  lastStage = null;
+  timings = [];
+  return new Promise((resolve, reject) => {
+    pending = { resolve, reject };
+    worker.postMessage(message, transfer);
+  }).finally(() => {
+    if (lastStage) timings.push({ stage: lastStage, ms: performance.now() - stageStarted });
+    setBusy(false);
+  });
+}
+
+function request() {
+  const num = (id, lo, hi) => {
+    const v = Number($(id).value);
+    if (!Number.isFinite(v) || v < lo || v > hi) throw new Error(`${$(id).labels[0].textContent.trim()}: expected a number from ${lo} to ${hi}, found "${$(id).value}"`);
+    return v;
+  };
+  const prompt = $('prompt').value.trim();
+  if (!prompt) throw new Error('Prompt: type what the clip should show');
+  return {
+    prompt, seed: num('seed', 0, 4294967295) >>> 0,
+    steps: Math.round(num('steps', 1, 1000)), motionSteps: Math.round(num('motion-steps', 1, 1000)),
+    guidance: num('guidance', 0, 100), motionGuidance: num('motion-guidance', 0, 100),
+  };
+}
+
+async function run(title, message, transfer) {
+  try {
+    const { panels } = await ask(message, transfer);
+    show(title, panels);
+    setProgress(1, `done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    if (params.has('bench')) bench(title);
+    return panels;
+  } catch (e) {
+    fail(e.message);
+  }
+}
+
+function bench(title) {
+  const total = timings.reduce((s, t) => s + t.ms, 0);
+  console.log(`bench: ${title} on ${state.backend}`);
+  console.table(timings.map((t) => ({ stage: t.stage, 'ms': Math.round(t.ms) })).concat([{ stage: 'total', ms: Math.round(total) }]));
+  state.timings = timings;
+}
+
+// ---- showing results --------------------------------------------------------------------
+
+let player = null;
+
+function draw(canvas, width, height, rgba) {
+  canvas.width = width;
+  canvas.height = height;
+  canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(rgba), width, height), 0, 0);
+}
+
+function frameOf(panels, buffer, i) {
+  const size = panels.width * panels.height * 4;
+  return buffer.subarray(i * size, (i + 1) * size);
+}
+
+function show(title, panels) {
+  $('result').hidden = false;
+  $('result-title').textContent = title;
+  $('psnr').textContent = panels.psnr != null ? `reconstruction PSNR ${panels.psnr.toFixed(2)} dB` : '';
+  if (panels.truncated) setStatus('The prompt was longer than 75 tokens; its end was cut.');
+  draw($('content'), panels.width, panels.height, panels.content);
+  draw($('weights'), panels.weights.width, panels.weights.height, panels.weights.rgba);
+  draw($('motion'), panels.motion.width, panels.motion.height, panels.motion.rgba);
+  state.last = { title, ...summary(panels) };
+  player = { panels, frame: 0, last: 0 };
+  state.panels = panels;
+}
+
+// Per-frame mean brightness and the mean change between frames (for tests and sanity).
+function summary(panels) {
+  const means = [];
+  let change = 0;
+  for (let i = 0; i < panels.frames; i++) {
+    const f = frameOf(panels, panels.clip, i);
+    let sum = 0;
+    for (let j = 0; j < f.length; j += 4) sum += f[j] + f[j + 1] + f[j + 2];
+    means.push(sum / (f.length / 4 * 3));
+    if (i > 0) {
+      const g = frameOf(panels, panels.clip, i - 1);
+      let d = 0;
+      for (let j = 0; j < f.length; j++) d += Math.abs(f[j] - g[j]);
+      change += d / f.length;
+    }
+  }
+  return { frames: panels.frames, means, meanChange: change / Math.max(1, panels.frames - 1) };
+}
+
+function tick(now) {
+  requestAnimationFrame(tick);
+  if (!player) return;
+  const fps = 8 * Number($('speed').value);
+  if (now - player.last < 1000 / fps) return;
+  player.last = now;
+  const { panels } = player;
+  draw($('player'), panels.width, panels.height, frameOf(panels, panels.clip, player.frame));
+  draw($('still'), panels.width, panels.height, frameOf(panels, panels.contentOnly, player.frame));
+  player.frame += 1;
+  if (player.frame >= panels.frames) player.frame = $('loop').checked ? 0 : panels.frames - 1;
+}
+
+function download(name, blob) {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
+async function recordWebm() {
+  const canvas = $('player');
+  if (!player || !canvas.captureStream || typeof MediaRecorder === 'undefined') {
+    return fail('This browser cannot record a canvas as WebM; download the GIF instead.');
+  }
+  const recorder = new MediaRecorder(canvas.captureStream(30), { mimeType: 'video/webm' });
+  const chunks = [];
+  recorder.ondataavailable = (e) => chunks.push(e.data);
+  const done = new Promise((r) => { recorder.onstop = r; });
+  player.frame = 0;
+  recorder.start();
+  await new Promise((r) => setTimeout(r, 1000 * player.panels.frames / (8 * Number($('speed').value)) + 100));
+  recorder.stop();
+  await done;
+  download('cmd-clip.webm', new Blob(chunks, { type: 'video/webm' }));
+}
+
+// ---- reading the user's files ------------------------------------------------------------
+
+function checkUpload(file, kind) {
+  if (!file) throw new Error(`no ${kind} chosen`);
+  if (!file.type.startsWith(kind)) throw new Error(`${file.name}: not a ${kind} file (its type is "${file.type || 'unknown'}")`);
+  if (file.size > MAX_UPLOAD) throw new Error(`${file.name}: ${(file.size / 1e6).toFixed(0)} MB is too large (at most ${MAX_UPLOAD / 1e6} MB)`);
+}
+
+// Draws a picture or video frame centre-cropped to a square and scaled to the model's size.
+function grab(source, sw, sh, ctx) {
+  const { width, height } = state.size;
+  const side = Math.min(sw, sh);
+  ctx.drawImage(source, (sw - side) / 2, (sh - side) / 2, side, side, 0, 0, width, height);
+  return ctx.getImageData(0, 0, width, height).data;
+}
+
+function seek(video, time) {
+  return new Promise((resolve, reject) => {
+    video.onseeked = () => resolve();
+    video.onerror = () => reject(new Error('the video cannot be decoded here'));
+    video.currentTime = time;
+  });
+}
+
+// The first 16 frames of a video file (at up to 8 frames a second), as RGBA at model size.
+async function videoFrames(file) {
+  checkUpload(file, 'video');
+  const video = document.createElement('video');
+  video.muted = true;
+  video.preload = 'auto';
+  video.src = URL.createObjectURL(file);
+  try {
+    await new Promise((resolve, reject) => {
+      video.onloadeddata = resolve;
+      video.onerror = () => reject(new Error(`${file.name}: not a video this browser can play`));
+    });
+    const frames = state.size.frames;
+    if (!(video.duration > 0) || video.videoWidth === 0) throw new Error(`${file.name}: the video has no frames`);
+    const step = Math.min(1 / 8, video.duration / frames);
+    if (video.duration < step * (frames - 1)) throw new Error(`${file.name}: too short`);
+    const canvas = new OffscreenCanvas(state.size.width, state.size.height);
+    const ctx = canvas.getContext('2d', { willReadFrequently: true });
+    const out = new Uint8Array(frames * state.size.width * state.size.height * 4);
+    for (let i = 0; i < frames; i++) {
+      await seek(video, Math.min(i * step, video.duration - 1e-3));
+      out.set(grab(video, video.videoWidth, video.videoHeight, ctx), i * state.size.width * state.size.height * 4);
+    }
+    return out;
+  } finally {
+    URL.revokeObjectURL(video.src);
+  }
+}
+
+async function pictureOf(file) {
+  checkUpload(file, 'image');
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    throw new Error(`${file.name}: not a picture this browser can read`);
+  }
+  const canvas = new OffscreenCanvas(state.size.width, state.size.height);
+  return new Uint8Array(grab(bitmap, bitmap.width, bitmap.height, canvas.getContext('2d')));
+}
+
+async function guarded(work) {
+  try {
+    if (!state.ready) throw new Error('the model is still loading');
+    await work();
+  } catch (e) {
+    fail(e.message);
+  }
+}
+
+// ---- wiring -----------------------------------------------------------------------------
+
+$('generate-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  guarded(async () => {
+    const r = request();
+    setStatus(`Generating “${r.prompt}”…`);
+    await run(`“${r.prompt}”`, { type: 'generate', request: r });
+  });
+});
+$('cancel').addEventListener('click', () => {
+  if (pending) { pending.reject(new Error('Cancelled.')); pending = null; }
+  startWorker(); // terminating the worker is what stops the work
+  setStatus('Cancelled; reloading the model…');
+});
+$('speed').addEventListener('input', () => { $('speed-value').textContent = `${$('speed').value}×`; });
+$('download-gif').addEventListener('click', () => player && download('cmd-clip.gif', new Blob([player.panels.gif], { type: 'image/gif' })));
+$('download-webm').addEventListener('click', () => recordWebm());
+$('decompose-file').addEventListener('change', () => guarded(async () => {
+  const file = $('decompose-file').files[0];
+  const frames = await videoFrames(file);
+  setStatus(`Decomposing ${file.name}…`);
+  await run(`${file.name}: content + motion, decoded`, { type: 'decompose', frames }, [frames.buffer]);
+}));
+$('transfer').addEventListener('click', () => guarded(async () => {
+  const [a, b] = [$('transfer-a').files[0], $('transfer-b').files[0]];
+  const fa = await videoFrames(a);
+  const fb = await videoFrames(b);
+  setStatus(`Content of ${a.name} with the motion of ${b.name}…`);
+  await run(`content of ${a.name}, motion of ${b.name}`, { type: 'transfer', a: fa, b: fb }, [fa.buffer, fb.buffer]);
+}));
+async function animate(file) {
+  await guarded(async () => {
+    const image = await pictureOf(file);
+    const r = request();
+    setStatus(`Animating ${file.name}: “${r.prompt}”…`);
+    await run(`${file.name}, “${r.prompt}”`, { type: 'animate', image, request: r }, [image.buffer]);
+  });
+}
+$('animate-file').addEventListener('change', () => animate($('animate-file').files[0]));
+const drop = $('drop');
+drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); animate(e.dataTransfer.files[0]); });
+
+requestAnimationFrame(tick);
+setBusy(true);
+startWorker();

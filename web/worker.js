@@ -1,0 +1,125 @@
+// The Web Worker that runs the model, so the page never freezes. Messages in:
+//   {type: 'load', gpu}              fetch (or take from the cache) and load the model
+//   {type: 'generate', request}      text to video
+//   {type: 'animate', image, request} image to video
+//   {type: 'decompose', frames}      content and motion of a clip
+//   {type: 'transfer', a, b}         content of a, motion of b
+// Messages out: {type: 'download', loaded, total}, {type: 'ready', backend, width, height,
+// frames}, {type: 'progress', stage, done, total}, {type: 'result', panels}, {type: 'error',
+// message}. Cancelling is terminating this worker.
+import init, { Studio } from './cmd-web.js';
+
+const MODEL = 'teaching/';
+const FILES = ['model.json', 'tokenizer.json', 'autoencoder.safetensors',
+  'text_encoder.safetensors', 'unet.safetensors', 'dit.safetensors'];
+const CACHE = 'cmd-teaching-model';
+
+let studio = null;
+
+// The model files: from the Cache Storage when they are there and model.json is unchanged,
+// else fetched (with progress) and cached for the next visit.
+async function modelFiles() {
+  const cache = 'caches' in self ? await caches.open(CACHE) : null;
+  const fresh = await fetch(MODEL + 'model.json', { cache: 'no-cache' });
+  if (!fresh.ok) throw new Error(`${MODEL}model.json: HTTP ${fresh.status}`);
+  const config = new Uint8Array(await fresh.arrayBuffer());
+  if (cache) {
+    const cached = await cache.match(MODEL + 'model.json');
+    const same = cached && equal(new Uint8Array(await cached.arrayBuffer()), config);
+    if (!same) {
+      for (const key of await cache.keys()) await cache.delete(key);
+      await cache.put(MODEL + 'model.json', new Response(config));
+    }
+  }
+  const files = new Map([['model.json', config]]);
+  const rest = FILES.slice(1);
+  const responses = [];
+  for (const name of rest) {
+    const hit = cache && await cache.match(MODEL + name);
+    responses.push([name, hit || await fetch(MODEL + name), !hit]);
+  }
+  for (const [name, response] of responses) {
+    if (!response.ok) throw new Error(`${MODEL}${name}: HTTP ${response.status}`);
+  }
+  const total = responses.reduce((sum, [, r]) => sum + Number(r.headers.get('content-length') || 0), 0);
+  let loaded = 0;
+  for (const [name, response, fetched] of responses) {
+    const chunks = [];
+    const reader = response.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      loaded += value.length;
+      postMessage({ type: 'download', loaded, total });
+    }
+    const bytes = concat(chunks);
+    if (cache && fetched) await cache.put(MODEL + name, new Response(bytes));
+    files.set(name, bytes);
+  }
+  return files;
+}
+
+function equal(a, b) {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+function concat(chunks) {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) { out.set(c, at); at += c.length; }
+  return out;
+}
+
+function progress(stage, done, total) {
+  postMessage({ type: 'progress', stage, done, total });
+}
+
+// A result as plain data (transferable buffers).
+function plain(panels) {
+  const sized = (bytes) => {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, 8);
+    return { width: view.getUint32(0, true), height: view.getUint32(4, true), rgba: bytes.slice(8) };
+  };
+  const out = {
+    frames: panels.frames, width: panels.width, height: panels.height,
+    clip: panels.clip(), contentOnly: panels.contentOnly(), content: panels.content(),
+    weights: sized(panels.weights()), motion: sized(panels.motion()), gif: panels.gif(),
+    psnr: panels.psnr, truncated: panels.truncated,
+  };
+  panels.free();
+  return out;
+}
+
+self.onmessage = async ({ data }) => {
+  try {
+    if (data.type === 'load') {
+      await init();
+      const files = await modelFiles();
+      studio = await Studio.load(files, data.gpu);
+      postMessage({ type: 'ready', backend: studio.backend, width: studio.width,
+        height: studio.height, frames: studio.frames });
+      return;
+    }
+    const r = data.request;
+    let panels;
+    if (data.type === 'generate') {
+      panels = await studio.generate(r.prompt, r.seed, r.steps, r.motionSteps, r.guidance,
+        r.motionGuidance, progress);
+    } else if (data.type === 'animate') {
+      panels = await studio.animate(data.image, r.prompt, r.seed, r.motionSteps,
+        r.motionGuidance, progress);
+    } else if (data.type === 'decompose') {
+      panels = await studio.decompose(data.frames);
+    } else if (data.type === 'transfer') {
+      panels = await studio.transfer(data.a, data.b);
+    } else {
+      throw new Error(`unknown request ${data.type}`);
+    }
+    const result = plain(panels);
+    postMessage({ type: 'result', kind: data.type, panels: result },
+      [result.clip.buffer, result.contentOnly.buffer, result.content.buffer, result.gif.buffer]);
+  } catch (e) {
+    postMessage({ type: 'error', message: String(e && e.message || e) });
+  }
+};
