@@ -39,13 +39,6 @@ impl DiffusionTrainArgs {
     pub fn check(&self) -> Result<()> {
         ensure!(self.steps > 0, "--steps must be positive");
         ensure!(self.batch > 0, "--batch must be positive");
-        ensure!(self.devices > 0, "--devices must be positive");
-        ensure!(
-            self.batch >= self.devices,
-            "--batch {} is smaller than --devices {}: every device needs at least one clip",
-            self.batch,
-            self.devices
-        );
         ensure!(
             self.checkpoint_every > 0,
             "--checkpoint-every must be positive"

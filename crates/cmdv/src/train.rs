@@ -30,13 +30,6 @@ fn optimizer() -> ModuleOptimizer {
 pub fn run(args: &TrainAeArgs) -> Result<()> {
     ensure!(args.steps > 0, "--steps must be positive");
     ensure!(args.batch > 0, "--batch must be positive");
-    ensure!(args.devices > 0, "--devices must be positive");
-    ensure!(
-        args.batch >= args.devices,
-        "--batch {} is smaller than --devices {}: every device needs at least one clip",
-        args.batch,
-        args.devices
-    );
     ensure!(
         args.checkpoint_every > 0,
         "--checkpoint-every must be positive"
@@ -62,10 +55,7 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         _ => {}
     }
     let run = Run::new(&args.out);
-    let devices: Vec<_> = device::open_many(args.device, args.devices)?
-        .into_iter()
-        .map(|d| d.autodiff())
-        .collect();
+    let devices = device::open_training(args.device, args.devices, args.batch)?;
     let device = devices[0].clone();
     let vae = match &args.vae {
         Some(folder) => Some(latents::open(folder, &run, args.resume, &device)?),

@@ -29,10 +29,7 @@ fn absolute(path: &Path) -> Result<std::path::PathBuf> {
 
 pub fn run(args: &TrainContentArgs) -> Result<()> {
     args.train.check()?;
-    let devices: Vec<_> = device::open_many(args.train.device, args.train.devices)?
-        .into_iter()
-        .map(|d| d.autodiff())
-        .collect();
+    let devices = device::open_training(args.train.device, args.train.devices, args.train.batch)?;
     let device = devices[0].clone();
     let ae = load_autoencoder(&args.ae, &device)?;
     let ae_config = ae.config().clone();

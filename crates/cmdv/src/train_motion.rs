@@ -23,10 +23,7 @@ use crate::{captions, device};
 
 pub fn run(args: &TrainMotionArgs) -> Result<()> {
     args.train.check()?;
-    let devices: Vec<_> = device::open_many(args.train.device, args.train.devices)?
-        .into_iter()
-        .map(|d| d.autodiff())
-        .collect();
+    let devices = device::open_training(args.train.device, args.train.devices, args.train.batch)?;
     let device = devices[0].clone();
     let ae = load_autoencoder(&args.ae, &device)?;
     let (content_config, text) = content::load_run(&args.content, &device)?;
