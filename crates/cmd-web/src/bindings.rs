@@ -119,8 +119,8 @@ impl Studio {
         })
     }
 
-    /// Image to video: `image` is one RGBA picture at the model's frame size.
-    #[allow(clippy::too_many_arguments)]
+    /// Image to video: `image` is one RGBA picture at the model's frame size (the content
+    /// frame is given, so the content sampler's steps and guidance are not used).
     pub fn animate(
         &self,
         image: Vec<u8>,
