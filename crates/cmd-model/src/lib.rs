@@ -15,6 +15,7 @@ pub mod ae;
 pub mod clip;
 pub mod dit;
 pub mod error;
+pub mod kernels;
 pub mod metrics;
 pub mod pipelines;
 pub mod resnet;

@@ -1,16 +1,16 @@
-//! `cmdv bench ae|unet|generate`: time per stage and peak memory, as tables.
+//! `cmdv bench ae|unet|generate|kernels`: time per stage (or kernel) and peak memory, as tables.
 
 use std::time::Instant;
 
 use anyhow::{Result, bail, ensure};
 use burn::tensor::{Device, Distribution, Tensor};
-use cmd_model::AutoencoderConfig;
 use cmd_model::clip::ClipTextConfig;
 use cmd_model::dit::DitConfig;
 use cmd_model::pipelines::{CmdPipeline, Codec, GenerateOptions, Sampler, SamplingOptions, Stage};
 use cmd_model::schedulers::SchedulerConfig;
 use cmd_model::tokenizer::ClipTokenizer;
 use cmd_model::unet::UnetConfig;
+use cmd_model::{AutoencoderConfig, OutputMode, kernels};
 
 use crate::cli::{BenchArgs, BenchTarget, UnetLayout};
 use crate::content::CLIP_TOKENIZER;
@@ -22,7 +22,102 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         BenchTarget::Ae => bench_ae(args),
         BenchTarget::Unet => bench_unet(args),
         BenchTarget::Generate => bench_generate(args),
+        BenchTarget::Kernels => bench_kernels(args),
     }
+}
+
+/// Each WGSL kernel against its tensor version on the same device and input: the content frame
+/// of a batch of clips of the preset's size, and the packing of its frames (at pixel size) to
+/// canvas pixels, read back as the browser does.
+fn bench_kernels(args: &BenchArgs) -> Result<()> {
+    ensure!(
+        args.batch > 0 && args.iters > 0,
+        "--batch and --iters must be positive"
+    );
+    let cfg = AutoencoderConfig::preset(&args.preset)?;
+    let device = device::open(args.device)?;
+    let [l, c, h, w] = cfg.clip_shape();
+    let scale = match cfg.output {
+        OutputMode::Pixel => 1,
+        OutputMode::Latent => 8,
+    };
+    let clips = [args.batch, l, c, h, w];
+    let x = Tensor::<5>::random(clips, Distribution::Uniform(-1.0, 1.0), &device);
+    let logits = Tensor::<5>::random(clips, Distribution::Normal(0.0, 1.0), &device);
+    let frames = Tensor::<4>::random(
+        [args.batch * l, 3, h * scale, w * scale],
+        Distribution::Uniform(-1.0, 1.0),
+        &device,
+    );
+    let median = |run: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        let mut ms = Vec::new();
+        for i in 0..=args.iters {
+            let t0 = Instant::now();
+            run()?;
+            if i > 0 {
+                ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        ms.sort_by(f64::total_cmp);
+        Ok(ms[ms.len() / 2])
+    };
+    let device = &device;
+    let content = |fused: bool| {
+        let (x, logits) = (x.clone(), logits.clone());
+        move || {
+            let (content, weights) = if fused {
+                kernels::content_frame(x.clone(), logits.clone())
+            } else {
+                kernels::content_frame_tensor(x.clone(), logits.clone())
+            };
+            sync(device, content)?;
+            sync(device, weights)
+        }
+    };
+    let pack = |fused: bool| {
+        let frames = frames.clone();
+        move || {
+            let packed = if fused {
+                kernels::rgba8(frames.clone())
+            } else {
+                kernels::rgba8_tensor(frames.clone())
+            };
+            let bytes = kernels::rgba8_bytes(packed.into_data());
+            ensure!(!bytes.is_empty(), "no pixels read back");
+            Ok(())
+        }
+    };
+    let rows = [
+        (
+            format!("content frame {clips:?}"),
+            median(&mut content(false))?,
+            median(&mut content(true))?,
+        ),
+        (
+            format!("rgba8 + read back {:?}", frames.dims()),
+            median(&mut pack(false))?,
+            median(&mut pack(true))?,
+        ),
+    ];
+    println!(
+        "WGSL kernels vs tensor versions, device {:?} (kernels {}), {} timed runs",
+        args.device,
+        if kernels::runs_wgsl(device) {
+            "on"
+        } else {
+            "off: both rows run tensor ops"
+        },
+        args.iters
+    );
+    println!("| operation | tensor ops ms (median) | WGSL kernel ms (median) | speed-up |");
+    println!("|---|---:|---:|---:|");
+    for (name, tensor, wgsl) in rows {
+        println!(
+            "| {name} | {tensor:.2} | {wgsl:.2} | {:.1}x |",
+            tensor / wgsl
+        );
+    }
+    Ok(())
 }
 
 /// A whole CMD model of the preset's size with random weights: the autoencoder preset, the
@@ -40,7 +135,10 @@ fn random_pipeline(preset: &str, device: &Device) -> Result<CmdPipeline> {
         ),
         "sd15-512" => (ClipTextConfig::default_sd15(), UnetConfig::sd15(), "XL", 4),
         "sd21-512x1024" => (ClipTextConfig::default_sd21(), UnetConfig::sd21(), "XL", 8),
-        other => bail!("--preset {other}: bench generate takes tiny, sd15-512 or sd21-512x1024"),
+        other => bail!(
+            "--preset {other}: bench generate takes teaching (the shipped model), tiny, \
+             sd15-512 or sd21-512x1024"
+        ),
     };
     let dit = DitConfig::preset(
         dit,
@@ -69,17 +167,25 @@ fn bench_generate(args: &BenchArgs) -> Result<()> {
         "--steps and --motion-steps must be positive"
     );
     let device = device::open(args.device)?;
-    let pipeline = random_pipeline(&args.preset, &device)?;
+    let trained = args.model.is_some() || args.preset == "teaching";
+    let pipeline = if trained {
+        crate::generate::load_model(args.model.as_deref(), &device)?
+    } else {
+        random_pipeline(&args.preset, &device)?
+    };
     let guided = |steps| SamplingOptions {
         steps,
         guidance: 7.5,
         sampler: Sampler::Ddim,
     };
-    let options = GenerateOptions {
-        content: guided(args.steps),
-        motion: guided(args.motion_steps),
+    let options = |steps, motion_steps| GenerateOptions {
+        content: guided(steps),
+        motion: guided(motion_steps),
         seed: 0,
     };
+    // A one-step clip first, so that compiling the device's kernels is not timed.
+    pipeline.generate("warm-up", &options(1, 1), &device, &mut |_, _, _| ())?;
+    let options = options(args.steps, args.motion_steps);
     let mut peak = Peak::new(&device);
     // Time between progress reports, with the device drained at each.
     let mut times: Vec<(Stage, usize, f64)> = Vec::new();
@@ -98,9 +204,14 @@ fn bench_generate(args: &BenchArgs) -> Result<()> {
             last = now;
         },
     )?;
+    let model = match (&args.model, trained) {
+        (Some(path), _) => format!("model {}", path.display()),
+        (None, true) => "the shipped teaching model".to_string(),
+        (None, false) => format!("CMD '{}' (random weights)", args.preset),
+    };
     println!(
-        "CMD '{}' (random weights), device {:?}, guided DDIM {} + {} steps, batch 1",
-        args.preset, args.device, args.steps, args.motion_steps
+        "{model}, device {:?}, guided DDIM {} + {} steps, batch 1, kernels compiled beforehand",
+        args.device, args.steps, args.motion_steps
     );
     println!("| stage | steps | ms in all | ms per step | peak memory |");
     println!("|---|---:|---:|---:|---:|");

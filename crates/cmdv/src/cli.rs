@@ -429,9 +429,12 @@ pub struct BenchArgs {
     #[arg(value_enum)]
     pub target: BenchTarget,
     /// Autoencoder preset (`bench generate`: tiny, sd15-512 or sd21-512x1024, the whole model
-    /// of that size).
+    /// of that size with random weights, or teaching, the shipped model).
     #[arg(long, default_value = "tiny")]
     pub preset: String,
+    /// `bench generate`: time this model folder (or motion run) instead of random weights.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Where to run.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
@@ -479,4 +482,7 @@ pub enum BenchTarget {
     Unet,
     /// One whole clip, stage by stage (text, content, motion, decode), random weights.
     Generate,
+    /// The WGSL kernels of `shaders/` against their tensor versions, on the preset's clip size
+    /// (use a wgpu device: elsewhere both rows run the tensor version).
+    Kernels,
 }

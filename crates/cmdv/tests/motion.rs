@@ -366,11 +366,44 @@ fn bench_generate_prints_every_stage() {
     ] {
         assert!(out.contains(row), "{row}: {out}");
     }
+    let shipped = ok(&[
+        "bench",
+        "generate",
+        "--preset",
+        "teaching",
+        "--steps",
+        "1",
+        "--motion-steps",
+        "1",
+    ]);
+    assert!(
+        shipped.starts_with("the shipped teaching model"),
+        "{shipped}"
+    );
+    assert!(shipped.contains("| content | 1 |"), "{shipped}");
     let err = fails(&["bench", "generate", "--preset", "ucf64"]);
     assert!(
-        err.contains("takes tiny, sd15-512 or sd21-512x1024"),
+        err.contains("takes teaching (the shipped model), tiny, sd15-512 or sd21-512x1024"),
         "{err}"
     );
+}
+
+/// `bench kernels` times each WGSL kernel against its tensor version; the kernels run on wgpu
+/// (lavapipe where there is no GPU) and nowhere else.
+#[test]
+fn bench_kernels_compares_each_kernel_with_its_tensor_version() {
+    for (device, kernels) in [("wgpu", "kernels on"), ("cpu", "kernels off")] {
+        let out = ok(&[
+            "bench", "kernels", "--preset", "teaching", "--device", device, "--iters", "1",
+        ]);
+        assert!(out.contains(kernels), "{out}");
+        for row in [
+            "| content frame [1, 16, 3, 32, 32] |",
+            "| rgba8 + read back [16, 3, 32, 32] |",
+        ] {
+            assert!(out.contains(row), "{row}: {out}");
+        }
+    }
 }
 
 /// The shipped teaching model is the default of `generate`: the newcomer's command works with

@@ -2,14 +2,14 @@
 
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
 use super::block::{Positions, Transformer};
 use super::config::{AutoencoderConfig, OutputMode};
 use super::motion;
 use super::patch::{patchify, unpatchify};
-use crate::ModelError;
+use crate::{ModelError, kernels};
 
 /// What the encoder makes of a batch of clips.
 #[derive(Debug, Clone)]
@@ -113,8 +113,7 @@ impl Autoencoder {
 
         // Importance weights: one logit per frame, pixel and channel, softmax over frames.
         let logits = unpatchify(self.importance_head.forward(u.clone()), p, gh, gw); // b l c h w
-        let weights = softmax(logits, 1);
-        let content = (weights.clone() * x).sum_dim(1).squeeze_dim::<4>(1); // b c h w
+        let (content, weights) = kernels::content_frame(x, logits); // b c h w, b l c h w
 
         // Motion: average over x (-> per row) and over y (-> per column), 1x1 conv, tanh.
         let u = u.reshape([b, l, gh, gw, cfg.hidden]);
