@@ -1,6 +1,8 @@
 // The page: controls, the model's Web Worker, the clip player and the teaching panels.
-// `?cpu=1` runs the model on the CPU even where WebGPU exists; `?bench=1` times every stage of
-// a generation and prints a table to the console.
+// `?cpu=1` runs the model on the CPU even where WebGPU exists; `?gpu=1` runs it on WebGPU even
+// where that is a software fallback (slower than the CPU); `?bench=1` times every stage of a
+// generation and prints a table to the console; `?maxBuffer=BYTES` pretends the GPU's largest
+// buffer is that small (to see what a too-small GPU is told).
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const MAX_UPLOAD = 200 * 1024 * 1024;
@@ -36,7 +38,10 @@ function startWorker() {
   if (worker) worker.terminate();
   state.ready = false;
   worker = new Worker('worker.js', { type: 'module' });
-  worker.onerror = (e) => fail(`the model worker failed: ${e.message || e}`);
+  worker.onerror = (e) => {
+    const message = `The model stopped (${e.message || e}). If your GPU is small, the CPU may do: add ?cpu=1 to the address.`;
+    if (pending) { pending.reject(new Error(message)); pending = null; } else fail(message);
+  };
   worker.onmessage = ({ data }) => onMessage(data);
   const gpu = !params.has('cpu') && 'gpu' in navigator;
   if (!('gpu' in navigator)) {
@@ -45,7 +50,8 @@ function startWorker() {
     setStatus('Loading the model…');
   }
   started = performance.now();
-  worker.postMessage({ type: 'load', gpu });
+  worker.postMessage({ type: 'load', gpu, forceGpu: params.has('gpu'),
+    maxBuffer: Number(params.get('maxBuffer')) || 0 });
 }
 
 function onMessage(data) {

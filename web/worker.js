@@ -1,5 +1,5 @@
 // The Web Worker that runs the model, so the page never freezes. Messages in:
-//   {type: 'load', gpu}              fetch (or take from the cache) and load the model
+//   {type: 'load', gpu, forceGpu, maxBuffer}  fetch (or take from the cache) and load the model
 //   {type: 'generate', request}      text to video
 //   {type: 'animate', image, request} image to video
 //   {type: 'decompose', frames}      content and motion of a clip
@@ -60,6 +60,13 @@ async function modelFiles() {
   return files;
 }
 
+// The largest buffer the adapter allows (the smaller of its maxBufferSize and
+// maxStorageBufferBindingSize); 0 when unknown.
+function largestBuffer(adapter) {
+  if (!adapter) return 0;
+  return Math.min(adapter.limits.maxBufferSize, adapter.limits.maxStorageBufferBindingSize);
+}
+
 function equal(a, b) {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
@@ -96,9 +103,16 @@ self.onmessage = async ({ data }) => {
     if (data.type === 'load') {
       await init();
       const files = await modelFiles();
-      studio = await Studio.load(files, data.gpu);
-      postMessage({ type: 'ready', backend: studio.backend, width: studio.width,
-        height: studio.height, frames: studio.frames });
+      const adapter = data.gpu && navigator.gpu ? await navigator.gpu.requestAdapter() : null;
+      // A software adapter (SwiftShader, where the browser has no usable GPU) is far slower
+      // than the CPU path: use the CPU unless the page insists.
+      const software = adapter && adapter.info && adapter.info.isFallbackAdapter && !data.forceGpu;
+      studio = await Studio.load(files, data.gpu && !software, data.maxBuffer || largestBuffer(adapter));
+      const backend = software
+        ? `${studio.backend}: this browser's WebGPU runs in software, slower than the CPU here (add ?gpu=1 to the address to use it anyway)`
+        : studio.backend;
+      postMessage({ type: 'ready', backend, width: studio.width, height: studio.height,
+        frames: studio.frames });
       return;
     }
     const r = data.request;

@@ -3,43 +3,21 @@
 //
 //   node e2e.mjs [SITE_DIR]        (default: ../../dist)
 //
-// Checks: the page loads the model on WebGPU; a clip generated with few steps shows frames
+// Checks: a software WebGPU adapter gives way to the CPU unless `?gpu=1`; with it the page
+// loads the model on WebGPU; a clip generated with few steps shows frames
 // that are not blank and differ from each other; a bundled real clip is decomposed (PSNR
 // shown); a bad upload gets a clear message; without WebGPU the page says so and runs on the
-// CPU. Screenshots go to $ARTIFACTS (default: ./artifacts).
-import { createServer } from 'node:http';
-import { readFile, mkdir, writeFile } from 'node:fs/promises';
-import { extname, join, resolve, dirname } from 'node:path';
+// CPU; so does a GPU too small for the model. Screenshots go to $ARTIFACTS (default:
+// ./artifacts).
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { serve, launch, open, generate } from './site.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const site = resolve(process.argv[2] || join(here, '../../dist'));
 const artifacts = resolve(process.env.ARTIFACTS || join(here, 'artifacts'));
 const clip = join(here, '../fixtures/clips/box.mp4');
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const MIME = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm',
-  '.css': 'text/css', '.json': 'application/json', '.safetensors': 'application/octet-stream' };
-
-function serve() {
-  const server = createServer(async (req, res) => {
-    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    const file = join(site, path.endsWith('/') ? path + 'index.html' : path);
-    if (!file.startsWith(site)) { res.writeHead(403).end(); return; }
-    try {
-      const body = await readFile(file);
-      res.writeHead(200, { 'content-type': MIME[extname(file)] || 'application/octet-stream',
-        'content-length': body.length });
-      res.end(body);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
-}
-
-const flags = ['--headless=new', '--no-sandbox', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'];
 
 let failures = 0;
 function check(ok, what) {
@@ -47,33 +25,25 @@ function check(ok, what) {
   if (!ok) failures += 1;
 }
 
-async function page(browser, url) {
-  const p = await browser.newPage({ viewport: { width: 1200, height: 1400 } });
-  p.on('console', (m) => console.log(`  [page] ${m.text()}`));
-  p.on('pageerror', (e) => console.log(`  [page error] ${e.message}`));
-  await p.goto(url);
-  await p.waitForFunction(() => window.cmd && (window.cmd.ready || window.cmd.error), null, { timeout: 300_000 });
-  return p;
-}
-
-async function generate(p, steps) {
-  await p.fill('#steps', String(steps));
-  await p.fill('#motion-steps', String(steps));
-  await p.click('#generate');
-  await p.waitForFunction(() => window.cmd.last || window.cmd.error, null, { timeout: 600_000 });
-  return p.evaluate(() => ({ last: window.cmd.last, error: window.cmd.error }));
-}
-
 async function main() {
   await mkdir(artifacts, { recursive: true });
-  const server = await serve();
+  const server = await serve(site);
   const url = `http://127.0.0.1:${server.address().port}/`;
   console.log(`serving ${site} at ${url}`);
 
   // WebGPU (SwiftShader).
-  const gpu = await chromium.launch({ executablePath, args: [...flags, '--enable-unsafe-webgpu'] });
+  const gpu = await launch(true);
   try {
-    const p = await page(gpu, url);
+    // SwiftShader is a software adapter: by default the page prefers the CPU and says why.
+    const soft = await open(gpu, url);
+    const chosen = await soft.evaluate(() => ({ backend: window.cmd.backend,
+      status: document.getElementById('status').textContent }));
+    check(chosen.backend.startsWith('CPU') && /WebGPU runs in software/.test(chosen.status),
+      `a software WebGPU adapter gives way to the CPU, and the page says so (${chosen.status})`);
+    await soft.close();
+
+    // ?gpu=1: WebGPU (SwiftShader) all the same, running the WGSL kernels of shaders/.
+    const p = await open(gpu, `${url}?gpu=1`);
     const state = await p.evaluate(() => ({ backend: window.cmd.backend, error: window.cmd.error }));
     check(state.backend === 'WebGPU', `model loads on WebGPU (backend: ${state.backend}, error: ${state.error})`);
     const t0 = Date.now();
@@ -105,14 +75,23 @@ async function main() {
     await p.waitForFunction(() => window.cmd.error, null, { timeout: 30_000 });
     const message = await p.evaluate(() => window.cmd.error);
     check(/not-a-video\.txt: not a video file/.test(message), `a bad upload is named (${message})`);
+
+    // A GPU too small for the model (its buffers pretended 1000 bytes): the page says so
+    // plainly and runs on the CPU.
+    const small = await open(gpu, `${url}?gpu=1&maxBuffer=1000`);
+    const told = await small.evaluate(() => ({ backend: window.cmd.backend,
+      status: document.getElementById('status').textContent }));
+    check(told.backend && told.backend.startsWith('CPU') && /cannot hold the model/.test(told.status),
+      `a GPU too small for the model is named (${told.status})`);
+    await small.close();
   } finally {
     await gpu.close();
   }
 
   // No WebGPU: the page says so and runs on the CPU.
-  const cpu = await chromium.launch({ executablePath, args: flags });
+  const cpu = await launch(false);
   try {
-    const p = await page(cpu, url);
+    const p = await open(cpu, url);
     const state = await p.evaluate(() => ({ backend: window.cmd.backend,
       status: document.getElementById('status').textContent }));
     check(state.backend && state.backend.startsWith('CPU'), `without WebGPU the model runs on the CPU (${state.backend})`);

@@ -11,6 +11,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::engine::{Engine, Panels, Request};
+use crate::limits;
 
 /// A loaded model, ready to generate.
 #[wasm_bindgen]
@@ -39,8 +40,10 @@ async fn webgpu() -> Result<Device, String> {
 impl Studio {
     /// Loads a model bundle: `files` maps file names (`model.json`, `tokenizer.json`,
     /// `*.safetensors`) to their bytes. With `gpu`, runs on WebGPU when the browser offers an
-    /// adapter, else (and without `gpu`) on the CPU; [`backend`](Self::backend) says which.
-    pub async fn load(files: js_sys::Map, gpu: bool) -> Result<Studio, JsError> {
+    /// adapter whose buffers (at most `max_buffer` bytes, the smaller of the adapter's
+    /// `maxBufferSize` and `maxStorageBufferBindingSize`; 0 when unknown) can hold the model,
+    /// else (and without `gpu`) on the CPU; [`backend`](Self::backend) says which, and why.
+    pub async fn load(files: js_sys::Map, gpu: bool, max_buffer: f64) -> Result<Studio, JsError> {
         #[cfg(target_arch = "wasm32")]
         console_error_panic_hook::set_once();
         let mut bytes = HashMap::new();
@@ -49,7 +52,13 @@ impl Studio {
             let name = pair.get(0).as_string().unwrap_or_default();
             bytes.insert(name, Uint8Array::new(&pair.get(1)).to_vec());
         }
-        let (device, backend) = if gpu {
+        let fits = match max_buffer {
+            m if m > 0.0 => limits::check_fits(&bytes, m as u64),
+            _ => Ok(()),
+        };
+        let (device, backend) = if let (true, Err(why)) = (gpu, &fits) {
+            (Device::flex(), format!("CPU (WebAssembly): {why}"))
+        } else if gpu {
             match webgpu().await {
                 Ok(device) => (device, "WebGPU".to_string()),
                 Err(why) => (

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use burn::tensor::{Device, Tensor};
+use cmd_model::kernels;
 use cmd_model::metrics::psnr;
 use cmd_model::pipelines::{CmdPipeline, SampleLoop, Sampler, SamplingOptions, Stage};
 use cmd_video::views::{motion_planes, weight_maps};
@@ -93,6 +94,18 @@ async fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
     data.convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|e| format!("unexpected tensor data: {e:?}"))
+}
+
+/// Frames `[N, 3, H, W]` in `[-1, 1]` as RGBA bytes, packed on the device (the `rgba8` WGSL
+/// kernel on WebGPU) so that a read-back moves 4 bytes per pixel, not 12.
+async fn pixels(frames: Tensor<4>) -> Result<Vec<u8>, String> {
+    let data = kernels::rgba8(frames)
+        .into_data_async()
+        .await
+        .map_err(|e| {
+            format!("the device failed to compute the result (out of GPU memory?): {e:?}")
+        })?;
+    Ok(kernels::rgba8_bytes(data))
 }
 
 /// Waits until the device has computed `x` (reads one value back).
@@ -263,8 +276,7 @@ impl Engine {
     /// Frames `[1, L, 3, H, W]` as a clip.
     async fn to_clip(&self, frames: Tensor<5>) -> Result<Clip, String> {
         let [_, l, _, h, w] = frames.dims();
-        let values = host(frames).await?;
-        Ok(Clip::from_signed_f32(&values, l, h as u32, w as u32, 8.0))
+        clip_from_rgba(&pixels(frames.squeeze_dim::<4>(0)).await?, l, h, w)
     }
 
     /// The teaching pictures of a clip.
@@ -282,7 +294,11 @@ impl Engine {
         let content_only = self.to_clip(still).await?;
         let [_, c, h, w] = content.dims();
         let [_, d, l, width] = motion.dims();
-        let content_clip = Clip::from_signed_f32(&host(content).await?, 1, h as u32, w as u32, 8.0);
+        let content_picture = Picture {
+            width: w,
+            height: h,
+            rgba: pixels(content).await?,
+        };
         let weights = weight_maps(&host(weights).await?, l, c, h, w);
         let motion = motion_planes(
             &host(motion).await?,
@@ -294,7 +310,7 @@ impl Engine {
         );
         Ok(Panels {
             clip,
-            content: Picture::of(&content_clip.frames[0]),
+            content: content_picture,
             weights: Picture::of(&weights),
             motion: Picture::of(&motion),
             content_only,

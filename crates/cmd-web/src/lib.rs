@@ -9,6 +9,7 @@
 
 mod bindings;
 mod engine;
+pub mod limits;
 mod pixels;
 
 pub use bindings::Studio;

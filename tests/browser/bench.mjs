@@ -1,0 +1,33 @@
+// Generation time per stage in headless Chromium, from the page's own `?bench=1` timings: a
+// one-step clip first (so compiling the shaders is not timed), then a clip of STEPS content and
+// STEPS motion steps; prints a table.
+//
+//   node bench.mjs [STEPS] [SITE_DIR]   (default: 10, ../../dist; BENCH_CPU=1: without WebGPU)
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { serve, launch, open, generate } from './site.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const steps = Number(process.argv[2] || 10);
+const site = resolve(process.argv[3] || join(here, '../../dist'));
+const webgpu = !process.env.BENCH_CPU;
+
+const server = await serve(site);
+const browser = await launch(webgpu);
+try {
+  const p = await open(browser, `http://127.0.0.1:${server.address().port}/?bench=1${webgpu ? '&gpu=1' : ''}`);
+  const backend = await p.evaluate(() => window.cmd.backend || window.cmd.error);
+  for (const n of [1, steps]) {
+    const { error } = await generate(p, n);
+    if (error) throw new Error(error);
+  }
+  const timings = await p.evaluate(() => window.cmd.timings);
+  console.log(`\nbrowser (${backend}), guided DDIM ${steps} + ${steps} steps, shaders compiled beforehand`);
+  console.log('| stage | ms |');
+  console.log('|---|---:|');
+  for (const { stage, ms } of timings) console.log(`| ${stage} | ${Math.round(ms)} |`);
+  console.log(`| total | ${Math.round(timings.reduce((s, t) => s + t.ms, 0))} |`);
+} finally {
+  await browser.close();
+  server.close();
+}
