@@ -9,7 +9,8 @@
 //!   over both, and only the motion tokens reach the final layer.
 //! - adaLN-Zero blocks (six modulation vectors per block, zero-initialised), MLP ratio 4,
 //!   tanh-GELU; conditioning `c = timestep embedding + Linear(pooled text)`, where pooled text is
-//!   the mean of the text encoder's last hidden state. The null condition of classifier-free
+//!   the mean of the text encoder's last hidden state (standardised over the training captions
+//!   in models trained so, see [`TextNorm`]). The null condition of classifier-free
 //!   guidance is a zero text vector, with the content frame kept (the released code drops both
 //!   the text and, in its guidance path, the content frame).
 //!
@@ -54,6 +55,55 @@ pub struct DitConfig {
     pub depth: usize,
     /// Attention heads.
     pub heads: usize,
+    /// Standardisation of the pooled text before `Linear(pooled text)` (see [`TextNorm`]);
+    /// absent in models trained without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_norm: Option<TextNorm>,
+}
+
+/// Per-dimension standardisation of the pooled text, fitted on a model's training captions:
+/// `(pooled - mean) * scale`. It is an affine map in front of the spec's `Linear(pooled text)`,
+/// so it changes what the model can express not at all, but it changes what it can learn: the
+/// pooled vectors of prompts that differ in one word (a direction) can differ by a few percent
+/// of their length, a difference Adam barely sees until the shared part is taken away. The
+/// null condition stays the zero vector (after standardisation: the mean caption).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TextNorm {
+    /// Mean pooled vector of the training captions.
+    pub mean: Vec<f32>,
+    /// One over the standard deviation of each dimension.
+    pub scale: Vec<f32>,
+}
+
+impl TextNorm {
+    /// Fits the standardisation to pooled vectors (each of the same width, at least one).
+    pub fn fit(pooled: &[Vec<f32>]) -> Result<Self, ModelError> {
+        let width = pooled.first().map_or(0, Vec::len);
+        if width == 0 || pooled.iter().any(|v| v.len() != width) {
+            return Err(ModelError::InvalidConfig(format!(
+                "text standardisation needs pooled vectors of one non-zero width, found widths {:?}",
+                pooled.iter().map(Vec::len).collect::<Vec<_>>()
+            )));
+        }
+        let n = pooled.len() as f64;
+        let mean: Vec<f64> = (0..width)
+            .map(|i| pooled.iter().map(|v| f64::from(v[i])).sum::<f64>() / n)
+            .collect();
+        let scale = (0..width)
+            .map(|i| {
+                let var = pooled
+                    .iter()
+                    .map(|v| (f64::from(v[i]) - mean[i]).powi(2))
+                    .sum::<f64>()
+                    / n;
+                (1.0 / var.sqrt().max(1e-6)) as f32
+            })
+            .collect();
+        Ok(Self {
+            mean: mean.into_iter().map(|m| m as f32).collect(),
+            scale,
+        })
+    }
 }
 
 /// The DiT sizes of spec section 3 (depth, width, heads), plus our `tiny`.
@@ -96,14 +146,37 @@ impl DitConfig {
             hidden,
             depth,
             heads,
+            text_norm: None,
         };
         config.validate()?;
         Ok(config)
     }
 
+    /// The DiT's text condition of pooled text `[B, text_dim]`: standardised when the model was
+    /// trained so (see [`TextNorm`]), else as it is.
+    pub fn text_condition(&self, pooled: Tensor<2>) -> Tensor<2> {
+        let Some(norm) = &self.text_norm else {
+            return pooled;
+        };
+        let device = pooled.device();
+        let row =
+            |v: &[f32]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [1, v.len()]), &device);
+        (pooled - row(&norm.mean)) * row(&norm.scale)
+    }
+
     /// Checks that the sizes fit together.
     pub fn validate(&self) -> Result<(), ModelError> {
         let bad = |msg: String| Err(ModelError::InvalidConfig(msg));
+        if let Some(norm) = &self.text_norm
+            && (norm.mean.len() != self.text_dim || norm.scale.len() != self.text_dim)
+        {
+            return bad(format!(
+                "text_norm has {} means and {} scales, expected text_dim = {} of each",
+                norm.mean.len(),
+                norm.scale.len(),
+                self.text_dim
+            ));
+        }
         if self.patch == 0
             || !self.frames.is_multiple_of(self.patch)
             || !self.motion_width.is_multiple_of(self.patch)

@@ -26,6 +26,7 @@ fn config() -> DitConfig {
         hidden: 32,
         depth: 2,
         heads: 4,
+        text_norm: None,
     }
 }
 
@@ -153,4 +154,51 @@ fn presets_and_bad_sizes() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("60x64"), "{err}");
+}
+
+#[test]
+fn text_standardisation_is_fitted_applied_and_checked() {
+    use cmd_model::dit::TextNorm;
+    let device = Device::flex();
+    // Two dimensions: values {1, 3} and {10, 10.5}: means 2 and 10.25, std 1 and 0.25.
+    let norm = TextNorm::fit(&[vec![1.0, 10.0], vec![3.0, 10.5]]).unwrap();
+    assert_eq!(norm.mean, [2.0, 10.25]);
+    assert_eq!(norm.scale, [1.0, 4.0]);
+    let mut cfg = config();
+    cfg.text_dim = 2;
+    cfg.text_norm = Some(norm);
+    let pooled = Tensor::<2>::from_data([[3.0f32, 10.0], [2.0, 10.75]], &device);
+    let out = cfg
+        .text_condition(pooled)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert_eq!(out, [1.0, -1.0, 0.0, 2.0]);
+    // Without it the pooled text passes as it is; old configs (no field) still parse.
+    let plain = config();
+    let x = Tensor::<2>::from_data([[0.5f32; 12]], &device);
+    assert_eq!(
+        plain
+            .text_condition(x)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap(),
+        [0.5; 12]
+    );
+    let mut json = serde_json::to_value(&plain).unwrap();
+    assert!(json.get("text_norm").is_none());
+    json.as_object_mut().unwrap().remove("text_norm");
+    assert_eq!(serde_json::from_value::<DitConfig>(json).unwrap(), plain);
+    let round: DitConfig = serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
+    assert_eq!(round, cfg);
+    // Bad input: a standardisation of the wrong width, vectors of mixed widths.
+    cfg.text_dim = 3;
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("expected text_dim = 3")
+    );
+    let err = TextNorm::fit(&[vec![1.0], vec![1.0, 2.0]]).unwrap_err();
+    assert!(err.to_string().contains("widths [1, 2]"), "{err}");
 }

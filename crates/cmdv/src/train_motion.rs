@@ -4,11 +4,12 @@
 
 use anyhow::{Result, bail};
 use burn::module::Module;
-use burn::tensor::{Tensor, TensorData};
-use cmd_model::dit::{DitConfig, pooled_text};
+use burn::tensor::{Device, Tensor, TensorData};
+use cmd_model::dit::{DitConfig, TextNorm, pooled_text};
 use cmd_model::pipelines::cmd::motion_schedule;
 use cmd_model::pipelines::standard_normal;
 use cmd_model::schedulers::NoiseSchedule;
+use cmd_model::tokenizer::ClipTokenizer;
 use rand::Rng;
 
 use crate::checkpoint::{Run, TrainState, load_autoencoder, load_record};
@@ -18,7 +19,7 @@ use crate::data::ClipFolder;
 use crate::fit::{Plan, adam, fit};
 use crate::frozen::Frozen;
 use crate::motion::{self, MotionRunConfig};
-use crate::tensor_io::clips_to_tensor;
+use crate::tensor_io::{clips_to_tensor, to_vec};
 use crate::{captions, device};
 
 pub fn run(args: &TrainMotionArgs) -> Result<()> {
@@ -37,6 +38,22 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
     }
     let cfg = ae.config().clone();
     device.seed(args.train.seed);
+    let factor = text.vae.as_ref().map_or(1, |(c, _)| c.scale_factor());
+    let tokenizer = text.tokenizer;
+    let frozen = Frozen {
+        ae,
+        text_encoder: text.text_encoder,
+        vae: text.vae,
+    }
+    .on_each(&devices);
+    let pixels = (cfg.height * factor) as u32;
+    let span = args.train.stride * (cfg.frames - 1) + 1;
+    let data = ClipFolder::load(&args.train.data, span, pixels, pixels)?;
+    let captions = captions::for_clips(
+        &args.train.data,
+        data.paths(),
+        args.train.captions.as_deref(),
+    )?;
     let dit_config = DitConfig::preset(
         &args.preset,
         [cfg.motion_dim, cfg.frames, cfg.grid_h() + cfg.grid_w()],
@@ -44,17 +61,21 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         args.content_patch,
         content_config.text_encoder.hidden_size,
     )?;
-    let config = MotionRunConfig {
+    let mut config = MotionRunConfig {
         ae: ae_path,
         content: std::path::absolute(&args.content)?,
-        dit: dit_config.clone(),
+        dit: dit_config,
         ema: args.train.ema,
         empty_prompt: args.train.empty_prompt,
     };
     let run = Run::new(&args.train.out);
     let (dit, ema, optim, state) = if args.train.resume {
         let saved = motion::read_run_config(&run)?;
-        if (&saved.ae, &saved.content, &saved.dit) != (&config.ae, &config.content, &config.dit) {
+        let sizes = DitConfig {
+            text_norm: None,
+            ..saved.dit.clone()
+        };
+        if (&saved.ae, &saved.content, &sizes) != (&config.ae, &config.content, &config.dit) {
             bail!(
                 "{}: the run was started with other --ae, --content, --preset or \
                  --content-patch values",
@@ -66,8 +87,9 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         let ema = load_record(saved.dit.init(&device)?, &dir.join("ema.bpk"), "DiT")?;
         (dit, ema.valid(), optim, state)
     } else {
+        config.dit.text_norm = Some(fit_text_norm(&frozen[0], &tokenizer, &captions, &device)?);
         run.start(&config)?;
-        let dit = dit_config.init(&device)?;
+        let dit = config.dit.init(&device)?;
         let ema = dit.valid();
         (
             dit,
@@ -88,23 +110,6 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         );
         return Ok(());
     }
-
-    let factor = text.vae.as_ref().map_or(1, |(c, _)| c.scale_factor());
-    let tokenizer = text.tokenizer;
-    let frozen = Frozen {
-        ae,
-        text_encoder: text.text_encoder,
-        vae: text.vae,
-    }
-    .on_each(&devices);
-    let pixels = (cfg.height * factor) as u32;
-    let span = args.train.stride * (cfg.frames - 1) + 1;
-    let data = ClipFolder::load(&args.train.data, span, pixels, pixels)?;
-    let captions = captions::for_clips(
-        &args.train.data,
-        data.paths(),
-        args.train.captions.as_deref(),
-    )?;
     eprintln!(
         "training the motion DiT '{}' ({} parameters) on {} captioned clips from {}",
         args.preset,
@@ -156,7 +161,8 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         let text = frozen.encode_prompts(&tokenizer, &prompts[range.clone()], device)?;
         let keep = TensorData::new(keep[range.clone()].to_vec(), [range.len(), 1]);
         // The null condition is the zero vector.
-        let pooled = pooled_text(text) * Tensor::<2>::from_data(keep, device);
+        let pooled = dit.config().text_condition(pooled_text(text));
+        let pooled = pooled * Tensor::<2>::from_data(keep, device);
         let mut shape = z0.dims();
         shape[0] = args.train.batch;
         let noise = standard_normal(shape, noise_seed, device).narrow(0, range.start, range.len());
@@ -166,4 +172,24 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
             .powi_scalar(2)
             .mean())
     })
+}
+
+/// The standardisation of the pooled text (see `TextNorm`) over the distinct training captions.
+fn fit_text_norm(
+    frozen: &Frozen,
+    tokenizer: &ClipTokenizer,
+    captions: &[String],
+    device: &Device,
+) -> Result<TextNorm> {
+    let mut distinct: Vec<String> = captions.to_vec();
+    distinct.sort();
+    distinct.dedup();
+    let mut pooled = Vec::with_capacity(distinct.len());
+    for chunk in distinct.chunks(32) {
+        let text = pooled_text(frozen.encode_prompts(tokenizer, chunk, device)?);
+        let [n, width] = text.dims();
+        let values = to_vec(text)?;
+        pooled.extend((0..n).map(|i| values[i * width..(i + 1) * width].to_vec()));
+    }
+    Ok(TextNorm::fit(&pooled)?)
 }

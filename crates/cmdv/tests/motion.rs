@@ -144,6 +144,21 @@ fn motion_training_generation_animation_and_transfer() {
         losses(&straight),
         "resuming changes nothing"
     );
+    // The run standardises the pooled text over its training captions.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(straight.join("config.json")).unwrap())
+            .unwrap();
+    let norm = &config["dit"]["text_norm"];
+    let width = config["dit"]["text_dim"].as_u64().unwrap() as usize;
+    assert_eq!(norm["mean"].as_array().unwrap().len(), width, "{config}");
+    assert!(
+        norm["scale"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s.as_f64().unwrap() > 0.0),
+        "{config}"
+    );
     // Data parallel: the batch of 2 split over two (CPU) devices gives the same losses.
     let parallel = r.dir.join("parallel");
     train_motion(&r, &parallel, "3", &["--devices", "2"]);

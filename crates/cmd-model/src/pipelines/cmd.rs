@@ -187,7 +187,7 @@ impl CmdPipeline {
     pub fn text(&self, prompt: &str, device: &Device) -> Result<Text, SampleError> {
         let (cond, truncated) = encode_prompt(&self.tokenizer, &self.text_encoder, prompt, device)?;
         let (uncond, _) = encode_prompt(&self.tokenizer, &self.text_encoder, "", device)?;
-        let pooled = pooled_text(cond.clone());
+        let pooled = self.dit.config().text_condition(pooled_text(cond.clone()));
         Ok(Text {
             cond,
             uncond,
