@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use cmd_model::kernels;
 use cmd_model::metrics::psnr;
 use cmd_model::pipelines::{CmdPipeline, SampleLoop, Sampler, SamplingOptions, Stage};
@@ -86,12 +86,20 @@ impl Panels {
     }
 }
 
-/// A tensor's values on the host, read asynchronously.
+/// A tensor's data on the host, read asynchronously.
+async fn read<const D: usize, K: burn::tensor::kind::Basic>(
+    t: Tensor<D, K>,
+) -> Result<TensorData, String> {
+    t.into_data_async()
+        .await
+        .map_err(|e| format!("the device failed to compute the result (out of GPU memory?): {e:?}"))
+}
+
+/// A tensor's values on the host.
 async fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
-    let data = t.into_data_async().await.map_err(|e| {
-        format!("the device failed to compute the result (out of GPU memory?): {e:?}")
-    })?;
-    data.convert::<f32>()
+    read(t)
+        .await?
+        .convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|e| format!("unexpected tensor data: {e:?}"))
 }
@@ -99,13 +107,7 @@ async fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
 /// Frames `[N, 3, H, W]` in `[-1, 1]` as RGBA bytes, packed on the device (the `rgba8` WGSL
 /// kernel on WebGPU) so that a read-back moves 4 bytes per pixel, not 12.
 async fn pixels(frames: Tensor<4>) -> Result<Vec<u8>, String> {
-    let data = kernels::rgba8(frames)
-        .into_data_async()
-        .await
-        .map_err(|e| {
-            format!("the device failed to compute the result (out of GPU memory?): {e:?}")
-        })?;
-    Ok(kernels::rgba8_bytes(data))
+    Ok(kernels::rgba8_bytes(read(kernels::rgba8(frames)).await?))
 }
 
 /// Waits until the device has computed `x` (reads one value back).
