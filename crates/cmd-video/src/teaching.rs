@@ -90,6 +90,17 @@ impl Motion {
         }
     }
 
+    /// A one-word name: "left", "right", "up", "down", "rotating".
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Left => "left",
+            Self::Right => "right",
+            Self::Up => "up",
+            Self::Down => "down",
+            Self::Rotating => "rotating",
+        }
+    }
+
     /// Unit step in pixels `(dx, dy)` of a moving object; zero when rotating.
     fn direction(self) -> (f64, f64) {
         match self {

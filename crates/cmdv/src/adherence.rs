@@ -8,20 +8,24 @@ use anyhow::{Result, bail};
 use cmd_model::pipelines::{GenerateOptions, Sampler, SamplingOptions};
 use cmd_video::Clip;
 use cmd_video::adherence::analyse;
-use cmd_video::teaching::Scene;
+use cmd_video::teaching::{Motion, Scene};
 use cmd_video::{is_clip_file, read_clip};
 
 use crate::cli::AdherenceArgs;
 use crate::generate::{clip_of, load_model};
 use crate::{captions, device, progress};
 
-/// Counts of clips with the right colour, motion, and both.
+/// Counts of clips with the right colour, motion, and both, and which motion each asked-for
+/// motion came out as.
 #[derive(Default)]
 struct Score {
     clips: usize,
     colour: usize,
     motion: usize,
     both: usize,
+    /// `confusion[asked][seen]`, motions in [`Motion::ALL`] order; the last column counts clips
+    /// where no object was found.
+    confusion: [[usize; 6]; 5],
 }
 
 impl Score {
@@ -31,6 +35,24 @@ impl Score {
         self.colour += usize::from(got.colour == Some(scene.colour));
         self.motion += usize::from(got.motion == Some(scene.motion));
         self.both += usize::from(got.matches(scene));
+        let index = |m: Motion| Motion::ALL.iter().position(|&a| a == m).unwrap_or(5);
+        self.confusion[index(scene.motion)][got.motion.map_or(5, index)] += 1;
+    }
+
+    /// The confusion table as text: one row per asked-for motion.
+    fn table(&self) -> String {
+        let names: Vec<&str> = Motion::ALL.iter().map(|m| m.name()).collect();
+        let mut out = format!("{:>13} |", "asked \\ seen");
+        for name in names.iter().chain(&["none"]) {
+            out += &format!(" {name:>8}");
+        }
+        for (name, row) in names.iter().zip(&self.confusion) {
+            out += &format!("\n{name:>13} |");
+            for count in row {
+                out += &format!(" {count:>8}");
+            }
+        }
+        out
     }
 
     fn print(&self, json: bool) {
@@ -41,9 +63,12 @@ impl Score {
             self.both as f64 / n,
         );
         if json {
+            let rows: Vec<String> = self.confusion.iter().map(|r| format!("{r:?}")).collect();
             println!(
-                "{{\"clips\":{},\"colour\":{c:.4},\"motion\":{m:.4},\"both\":{b:.4}}}",
-                self.clips
+                "{{\"clips\":{},\"colour\":{c:.4},\"motion\":{m:.4},\"both\":{b:.4},\
+                 \"motion_confusion\":[{}]}}",
+                self.clips,
+                rows.join(",")
             );
         } else {
             println!(
@@ -53,6 +78,7 @@ impl Score {
                 100.0 * m,
                 100.0 * b
             );
+            println!("{}", self.table());
         }
     }
 }
