@@ -27,6 +27,22 @@ fn info_describes_every_preset() {
 }
 
 #[test]
+fn a_closed_output_pipe_ends_the_program_quietly() {
+    // As `cmdv info | head -0`: the reader is gone before anything is written.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cmdv"))
+        .args(["info", "--preset", "sd21-512x1024"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+}
+
+#[test]
 fn train_resume_and_reconstruct() {
     let data = data_dir("train");
     let work = scratch("train-run");
