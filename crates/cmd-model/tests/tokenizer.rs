@@ -41,6 +41,9 @@ fn ids_match_transformers() {
             let got = tok.encode(prompt).unwrap();
             assert_eq!(got.ids, want, "{key}: {prompt:?}");
             assert_eq!(got.truncated, prompt.starts_with("word0"), "{prompt:?}");
+            // The prompt's own tokens run up to and including the first end token.
+            let end = want.iter().position(|&id| id == tok.eos_id()).unwrap();
+            assert_eq!(got.len, end + 1, "{key}: {prompt:?}");
         }
     }
 }

@@ -60,8 +60,36 @@ pub struct TrainMotionArgs {
     /// Patch size of the content frame (spec: 4 for SD1.5 and 64x64 pixels, 8 for SD2.1).
     #[arg(long, default_value_t = 4)]
     pub content_patch: usize,
+    /// What the DiT learns to predict: `epsilon` (the noise, the spec's; the default for new
+    /// runs) or `v` (the velocity; a DiT trained from scratch for a few thousand steps learns
+    /// the global motion sooner with it). A resumed run keeps its own.
+    #[arg(long, value_enum)]
+    pub prediction: Option<PredictionArg>,
+    /// Which text-encoder outputs the pooled text averages: `all-tokens` (padding included, the
+    /// spec's; the default for new runs) or `prompt-tokens` (the prompt's own tokens: a short
+    /// prompt's words are not diluted by padding). A resumed run keeps its own.
+    #[arg(long, value_enum)]
+    pub text_pooling: Option<TextPoolingArg>,
     #[command(flatten)]
     pub train: DiffusionTrainArgs,
+}
+
+/// Pooling of the motion model's text (see `cmd_model::dit::TextPooling`).
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum TextPoolingArg {
+    /// Every position, padding included.
+    AllTokens,
+    /// The prompt's own tokens.
+    PromptTokens,
+}
+
+impl From<TextPoolingArg> for cmd_model::dit::TextPooling {
+    fn from(p: TextPoolingArg) -> Self {
+        match p {
+            TextPoolingArg::AllTokens => Self::AllTokens,
+            TextPoolingArg::PromptTokens => Self::PromptTokens,
+        }
+    }
 }
 
 /// Sampling settings shared by generate and animate.

@@ -73,6 +73,25 @@ impl ClipFolder {
         self.clips.len()
     }
 
+    /// Whether every example [`Self::sample`] draws from a clip is that whole clip: no crops
+    /// or flips, every clip of the target aspect and exactly as long as an example needs (no
+    /// choice of start frame). Work done on an example can then be kept for the next time.
+    pub fn fixed_examples(
+        &self,
+        frames: usize,
+        stride: usize,
+        (width, height): (u32, u32),
+        augment: Augment,
+    ) -> bool {
+        let span = stride * (frames - 1) + 1;
+        augment.crop_min >= 1.0
+            && !augment.flip
+            && self
+                .clips
+                .iter()
+                .all(|c| c.len() == span && c.width() * height == c.height() * width)
+    }
+
     /// A random training example of `frames` frames at `stride`, `width x height`: random clip,
     /// random start frame, random crop covering `augment.crop_min`-100 % of the largest window
     /// of the target aspect, and (if `augment.flip`) a random horizontal flip. Returns the

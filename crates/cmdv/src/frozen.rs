@@ -2,13 +2,38 @@
 //! makes content frames and motion latents, the text encoder, and (latent mode) Stable
 //! Diffusion's VAE.
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use cmd_model::clip::ClipTextModel;
 use cmd_model::tokenizer::ClipTokenizer;
 use cmd_model::vae::{Vae, VaeConfig};
 use cmd_model::{Autoencoder, Encoded};
+use cmd_video::Clip;
+
+use crate::tensor_io::{clips_to_tensor, to_vec};
+
+/// Content frames and motion latents of training clips, kept on the host by clip index. For
+/// data whose examples are whole clips (see `ClipFolder::fixed_examples`) the frozen models
+/// then see each clip once instead of at every step. Each clip is encoded on its own, so a
+/// kept value never depends on the batch it first came in (a resumed run computes the same
+/// numbers as an uninterrupted one).
+#[derive(Default)]
+pub struct EncodingCache {
+    /// Each clip's content frame and motion latent.
+    clips: HashMap<usize, [HostTensor; 2]>,
+}
+
+/// One example's `[C, H, W]` values on the host, and that shape.
+type HostTensor = (Vec<f32>, [usize; 3]);
+
+/// A `[1, C, H, W]` tensor's values and its `[C, H, W]`.
+fn host(t: Tensor<4>) -> Result<HostTensor> {
+    let [_, c, h, w] = t.dims();
+    Ok((to_vec(t)?, [c, h, w]))
+}
 
 /// Frozen models on one device.
 #[derive(Clone)]
@@ -52,20 +77,111 @@ impl Frozen {
         }
     }
 
-    /// Text states for prompts, `[B, 77, D]` (prompts longer than 75 tokens are cut).
+    /// Content frames and motion latents of training clips, `indices` naming them for `cache`
+    /// (without one, every clip is encoded now, in one batch).
+    pub fn encode_examples(
+        &self,
+        clips: &[Clip],
+        indices: &[usize],
+        cache: Option<&mut EncodingCache>,
+        device: &Device,
+    ) -> Result<(Tensor<4>, Tensor<4>)> {
+        let Some(cache) = cache else {
+            let encoded = self.encode(clips_to_tensor(clips, device));
+            return Ok((encoded.content, encoded.motion));
+        };
+        for (clip, index) in clips.iter().zip(indices) {
+            if !cache.clips.contains_key(index) {
+                let encoded = self.encode(clips_to_tensor(std::slice::from_ref(clip), device));
+                let entry = [host(encoded.content)?, host(encoded.motion)?];
+                cache.clips.insert(*index, entry);
+            }
+        }
+        let stack = |part: usize| {
+            let [c, h, w] = cache.clips[&indices[0]][part].1;
+            let values: Vec<f32> = indices
+                .iter()
+                .flat_map(|i| cache.clips[i][part].0.iter().copied())
+                .collect();
+            Tensor::<4>::from_data(TensorData::new(values, [indices.len(), c, h, w]), device)
+        };
+        Ok((stack(0), stack(1)))
+    }
+
+    /// Text states for prompts, `[B, 77, D]` (prompts longer than 75 tokens are cut), and the
+    /// number of each prompt's own tokens (start, words, end).
     pub fn encode_prompts(
         &self,
         tokenizer: &ClipTokenizer,
         prompts: &[String],
         device: &Device,
-    ) -> Result<Tensor<3>> {
+    ) -> Result<(Tensor<3>, Vec<usize>)> {
         let mut ids = Vec::with_capacity(prompts.len() * ClipTokenizer::MAX_LEN);
+        let mut lengths = Vec::with_capacity(prompts.len());
         for prompt in prompts {
-            ids.extend(tokenizer.encode(prompt)?.ids);
+            let tokens = tokenizer.encode(prompt)?;
+            ids.extend(tokens.ids);
+            lengths.push(tokens.len);
         }
-        Ok(self
+        let states = self
             .text_encoder
             .encode(&ids, ClipTokenizer::MAX_LEN, device)
-            .last_hidden_state)
+            .last_hidden_state;
+        Ok((states, lengths))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cmd_model::AutoencoderConfig;
+    use cmd_model::clip::ClipTextConfig;
+
+    fn close(a: Tensor<4>, b: Tensor<4>) -> bool {
+        let (a, b) = (to_vec(a).unwrap(), to_vec(b).unwrap());
+        a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-5)
+    }
+
+    #[test]
+    fn kept_encodings_equal_fresh_ones_and_are_reused() {
+        let device = Device::flex();
+        let frozen = Frozen {
+            ae: AutoencoderConfig::preset("tiny")
+                .unwrap()
+                .init(&device)
+                .unwrap(),
+            text_encoder: ClipTextConfig::tiny().init(&device),
+            vae: None,
+        };
+        let cfg = frozen.ae.config().clone();
+        let clip = |seed: u8| {
+            let frames = (0..cfg.frames)
+                .map(|f| {
+                    image::RgbImage::from_fn(cfg.width as u32, cfg.height as u32, |x, y| {
+                        let v = (x * 7 + y * 3 + f as u32 * 11 + seed as u32 * 29) % 256;
+                        image::Rgb([v as u8, (255 - v) as u8, seed.wrapping_mul(40)])
+                    })
+                })
+                .collect();
+            Clip::new(frames, 8.0).unwrap()
+        };
+        let clips = [clip(1), clip(2), clip(1)];
+        let (content, motion) = frozen
+            .encode_examples(&clips, &[4, 9, 4], None, &device)
+            .unwrap();
+        let mut cache = EncodingCache::default();
+        let (kept_content, kept_motion) = frozen
+            .encode_examples(&clips, &[4, 9, 4], Some(&mut cache), &device)
+            .unwrap();
+        assert_eq!(cache.clips.len(), 2, "clip 4 is encoded once");
+        assert_eq!(kept_content.dims(), content.dims());
+        assert!(close(kept_content.clone(), content));
+        assert!(close(kept_motion, motion));
+        // Kept values are used from then on, whatever the clips passed are.
+        let other = [clip(3)];
+        let (again, _) = frozen
+            .encode_examples(&other, &[9], Some(&mut cache), &device)
+            .unwrap();
+        assert!(close(again, kept_content.narrow(0, 1, 1)));
     }
 }

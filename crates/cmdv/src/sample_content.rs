@@ -49,9 +49,9 @@ pub fn run(args: &SampleContentArgs) -> Result<()> {
             );
         }
         let (config, model) = load_run(&args.model, &device)?;
-        let (cond, truncated) =
+        let (cond, tokens) =
             encode_prompt(&model.tokenizer, &model.text_encoder, &args.prompt, &device)?;
-        warn_truncated(truncated);
+        warn_truncated(tokens.truncated);
         let (uncond, _) = encode_prompt(&model.tokenizer, &model.text_encoder, "", &device)?;
         let (c, s) = (config.unet.in_channels, config.size);
         let noise = standard_normal([1, c, s, s], args.seed, &device);

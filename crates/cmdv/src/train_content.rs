@@ -18,8 +18,7 @@ use crate::cli::{DiffusionTrainArgs, TrainContentArgs};
 use crate::content::{self, ContentRunConfig, PRESET_BASES, text_encoder_path};
 use crate::data::ClipFolder;
 use crate::fit::{Plan, adam, fit};
-use crate::frozen::Frozen;
-use crate::tensor_io::clips_to_tensor;
+use crate::frozen::{EncodingCache, Frozen};
 use crate::{captions, device};
 
 /// A folder path as the run records it (absolute, so the run can be sampled from anywhere).
@@ -177,18 +176,26 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         batch: args.train.batch,
         devices: &devices,
     };
+    let mut cache = batcher.fixed().then(|| {
+        eprintln!("every example is a whole clip: each is encoded once and kept");
+        EncodingCache::default()
+    });
     fit(&run, &plan, unet, ema, optim, state, |unet, rng, shard| {
-        let (clips, prompts) = batcher.draw(rng);
+        let (indices, clips, prompts) = batcher.draw(rng);
         let t: Vec<usize> = (0..args.train.batch)
             .map(|_| rng.random_range(0..schedule.len()))
             .collect();
         let noise_seed = rng.random();
         let (range, device) = (shard.range.clone(), shard.device);
         let frozen = &frozen[shard.index];
-        let x0 = frozen
-            .encode(clips_to_tensor(&clips[range.clone()], device))
-            .content;
-        let context = frozen.encode_prompts(&model.tokenizer, &prompts[range.clone()], device)?;
+        let (x0, _) = frozen.encode_examples(
+            &clips[range.clone()],
+            &indices[range.clone()],
+            cache.as_mut(),
+            device,
+        )?;
+        let (context, _) =
+            frozen.encode_prompts(&model.tokenizer, &prompts[range.clone()], device)?;
         let t = &t[range.clone()];
         let mut shape = x0.dims();
         shape[0] = args.train.batch;
@@ -212,24 +219,38 @@ struct Batcher<'a> {
 }
 
 impl Batcher<'_> {
-    fn draw(&self, rng: &mut StdRng) -> (Vec<Clip>, Vec<String>) {
+    /// The clips' indices, the clips and their prompts (empty for the null condition).
+    fn draw(&self, rng: &mut StdRng) -> (Vec<usize>, Vec<Clip>, Vec<String>) {
         let size = self.pixels as u32;
-        (0..self.args.batch)
-            .map(|_| {
-                let (i, clip) = self.data.sample(
-                    rng,
-                    self.frames,
-                    self.args.stride,
-                    (size, size),
-                    self.args.augment(),
-                );
-                let prompt = if rng.random_bool(self.args.empty_prompt) {
-                    String::new()
-                } else {
-                    self.captions[i].clone()
-                };
-                (clip, prompt)
-            })
-            .unzip()
+        let mut out = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..self.args.batch {
+            let (i, clip) = self.data.sample(
+                rng,
+                self.frames,
+                self.args.stride,
+                (size, size),
+                self.args.augment(),
+            );
+            let prompt = if rng.random_bool(self.args.empty_prompt) {
+                String::new()
+            } else {
+                self.captions[i].clone()
+            };
+            out.0.push(i);
+            out.1.push(clip);
+            out.2.push(prompt);
+        }
+        out
+    }
+
+    /// Whether every example is a whole clip (see [`ClipFolder::fixed_examples`]).
+    fn fixed(&self) -> bool {
+        let size = self.pixels as u32;
+        self.data.fixed_examples(
+            self.frames,
+            self.args.stride,
+            (size, size),
+            self.args.augment(),
+        )
     }
 }

@@ -5,10 +5,10 @@
 use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use cmd_model::dit::{DitConfig, TextNorm, pooled_text};
+use cmd_model::dit::{DitConfig, TextNorm, TextPooling};
 use cmd_model::pipelines::cmd::motion_schedule;
 use cmd_model::pipelines::standard_normal;
-use cmd_model::schedulers::NoiseSchedule;
+use cmd_model::schedulers::{NoiseSchedule, Prediction};
 use cmd_model::tokenizer::ClipTokenizer;
 use rand::Rng;
 
@@ -17,9 +17,9 @@ use crate::cli::TrainMotionArgs;
 use crate::content;
 use crate::data::ClipFolder;
 use crate::fit::{Plan, adam, fit};
-use crate::frozen::Frozen;
+use crate::frozen::{EncodingCache, Frozen};
 use crate::motion::{self, MotionRunConfig};
-use crate::tensor_io::{clips_to_tensor, to_vec};
+use crate::tensor_io::to_vec;
 use crate::{captions, device};
 
 pub fn run(args: &TrainMotionArgs) -> Result<()> {
@@ -54,13 +54,17 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         data.paths(),
         args.train.captions.as_deref(),
     )?;
-    let dit_config = DitConfig::preset(
-        &args.preset,
-        [cfg.motion_dim, cfg.frames, cfg.grid_h() + cfg.grid_w()],
-        [cfg.channels, cfg.height, cfg.width],
-        args.content_patch,
-        content_config.text_encoder.hidden_size,
-    )?;
+    let dit_config = DitConfig {
+        prediction: args.prediction.map_or(Prediction::Epsilon, Into::into),
+        text_pooling: args.text_pooling.map_or(TextPooling::AllTokens, Into::into),
+        ..DitConfig::preset(
+            &args.preset,
+            [cfg.motion_dim, cfg.frames, cfg.grid_h() + cfg.grid_w()],
+            [cfg.channels, cfg.height, cfg.width],
+            args.content_patch,
+            content_config.text_encoder.hidden_size,
+        )?
+    };
     let mut config = MotionRunConfig {
         ae: ae_path,
         content: std::path::absolute(&args.content)?,
@@ -71,8 +75,34 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
     let run = Run::new(&args.train.out);
     let (dit, ema, optim, state) = if args.train.resume {
         let saved = motion::read_run_config(&run)?;
+        let kept = |given: bool, same: bool, flag: &str, value: String| {
+            if given && !same {
+                bail!(
+                    "{flag}: the run in {} was started with {value}",
+                    args.train.out.display()
+                );
+            }
+            Ok(())
+        };
+        kept(
+            args.prediction.is_some(),
+            saved.dit.prediction == config.dit.prediction,
+            "--prediction",
+            format!("{:?} prediction", saved.dit.prediction).to_lowercase(),
+        )?;
+        kept(
+            args.text_pooling.is_some(),
+            saved.dit.text_pooling == config.dit.text_pooling,
+            "--text-pooling",
+            match saved.dit.text_pooling {
+                TextPooling::AllTokens => "all-tokens pooling".into(),
+                TextPooling::PromptTokens => "prompt-tokens pooling".into(),
+            },
+        )?;
         let sizes = DitConfig {
             text_norm: None,
+            prediction: config.dit.prediction,
+            text_pooling: config.dit.text_pooling,
             ..saved.dit.clone()
         };
         if (&saved.ae, &saved.content, &sizes) != (&config.ae, &config.content, &config.dit) {
@@ -87,7 +117,13 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         let ema = load_record(saved.dit.init(&device)?, &dir.join("ema.bpk"), "DiT")?;
         (dit, ema.valid(), optim, state)
     } else {
-        config.dit.text_norm = Some(fit_text_norm(&frozen[0], &tokenizer, &captions, &device)?);
+        config.dit.text_norm = Some(fit_text_norm(
+            &frozen[0],
+            &tokenizer,
+            &captions,
+            config.dit.text_pooling,
+            &device,
+        )?);
         run.start(&config)?;
         let dit = config.dit.init(&device)?;
         let ema = dit.valid();
@@ -117,7 +153,15 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         data.len(),
         args.train.data.display()
     );
-    let schedule = NoiseSchedule::new(&motion_schedule());
+    let prediction = dit.config().prediction;
+    let schedule = NoiseSchedule::new(&motion_schedule(prediction));
+    let size = (pixels, pixels);
+    let mut cache = data
+        .fixed_examples(cfg.frames, args.train.stride, size, args.train.augment())
+        .then(|| {
+            eprintln!("every example is a whole clip: each is encoded once and kept");
+            EncodingCache::default()
+        });
     let plan = Plan {
         steps: args.train.steps,
         checkpoint_every: args.train.checkpoint_every,
@@ -129,18 +173,18 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         devices: &devices,
     };
     fit(&run, &plan, dit, ema, optim, state, |dit, rng, shard| {
-        let (clips, prompts): (Vec<_>, Vec<_>) = (0..args.train.batch)
+        let (indices, clips): (Vec<_>, Vec<_>) = (0..args.train.batch)
             .map(|_| {
-                let (i, clip) = data.sample(
+                data.sample(
                     rng,
                     cfg.frames,
                     args.train.stride,
-                    (pixels, pixels),
+                    size,
                     args.train.augment(),
-                );
-                (clip, captions[i].clone())
+                )
             })
             .unzip();
+        let prompts: Vec<String> = indices.iter().map(|&i| captions[i].clone()).collect();
         let keep: Vec<f32> = (0..args.train.batch)
             .map(|_| {
                 if rng.random_bool(args.train.empty_prompt) {
@@ -156,19 +200,25 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         let noise_seed = rng.random();
         let (range, device) = (shard.range.clone(), shard.device);
         let frozen = &frozen[shard.index];
-        let encoded = frozen.encode(clips_to_tensor(&clips[range.clone()], device));
-        let (content, z0) = (encoded.content, encoded.motion);
-        let text = frozen.encode_prompts(&tokenizer, &prompts[range.clone()], device)?;
+        let (content, z0) = frozen.encode_examples(
+            &clips[range.clone()],
+            &indices[range.clone()],
+            cache.as_mut(),
+            device,
+        )?;
+        let (text, lengths) = frozen.encode_prompts(&tokenizer, &prompts[range.clone()], device)?;
         let keep = TensorData::new(keep[range.clone()].to_vec(), [range.len(), 1]);
         // The null condition is the zero vector.
-        let pooled = dit.config().text_condition(pooled_text(text));
+        let pooled = dit.config().text_condition(text, &lengths);
         let pooled = pooled * Tensor::<2>::from_data(keep, device);
         let mut shape = z0.dims();
         shape[0] = args.train.batch;
         let noise = standard_normal(shape, noise_seed, device).narrow(0, range.start, range.len());
-        let z_t = schedule.add_noise(z0, noise.clone(), &t[range.clone()]);
-        let t: Vec<f64> = t[range].iter().map(|t| *t as f64).collect();
-        Ok((dit.forward(z_t, &t, content, pooled) - noise)
+        let t = &t[range];
+        let z_t = schedule.add_noise(z0.clone(), noise.clone(), t);
+        let target = schedule.training_target(prediction, z0, noise, t);
+        let t: Vec<f64> = t.iter().map(|t| *t as f64).collect();
+        Ok((dit.forward(z_t, &t, content, pooled) - target)
             .powi_scalar(2)
             .mean())
     })
@@ -179,6 +229,7 @@ fn fit_text_norm(
     frozen: &Frozen,
     tokenizer: &ClipTokenizer,
     captions: &[String],
+    pooling: TextPooling,
     device: &Device,
 ) -> Result<TextNorm> {
     let mut distinct: Vec<String> = captions.to_vec();
@@ -186,7 +237,8 @@ fn fit_text_norm(
     distinct.dedup();
     let mut pooled = Vec::with_capacity(distinct.len());
     for chunk in distinct.chunks(32) {
-        let text = pooled_text(frozen.encode_prompts(tokenizer, chunk, device)?);
+        let (states, lengths) = frozen.encode_prompts(tokenizer, chunk, device)?;
+        let text = pooling.pool(states, &lengths);
         let [n, width] = text.dims();
         let values = to_vec(text)?;
         pooled.extend((0..n).map(|i| values[i * width..(i + 1) * width].to_vec()));

@@ -166,6 +166,93 @@ fn motion_training_generation_animation_and_transfer() {
         let (a, b): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
         assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "{a} vs {b}");
     }
+    // v prediction and prompt-token pooling on whole clips (each encoded once and kept):
+    // resuming is still exact, the run stores both, and a resumed run cannot change them.
+    let v = r.dir.join("v");
+    let whole = [
+        "--prediction",
+        "v",
+        "--text-pooling",
+        "prompt-tokens",
+        "--crop-min",
+        "1",
+    ];
+    let res = cmdv(
+        &[
+            "train-motion",
+            "--ae",
+            s(&r.ae),
+            "--content",
+            s(&r.content),
+            "--data",
+            s(&r.data),
+            "--out",
+            s(&v),
+            "--steps",
+            "3",
+            "--batch",
+            "2",
+            "--checkpoint-every",
+            "1",
+        ]
+        .iter()
+        .chain(&whole)
+        .copied()
+        .collect::<Vec<_>>(),
+    );
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{stderr}");
+    assert!(stderr.contains("each is encoded once and kept"), "{stderr}");
+    let v_resumed = r.dir.join("v-resumed");
+    train_motion(&r, &v_resumed, "2", &whole);
+    train_motion(&r, &v_resumed, "3", &["--crop-min", "1", "--resume"]);
+    assert_eq!(losses(&v_resumed), losses(&v), "resuming changes nothing");
+    assert_ne!(losses(&v), losses(&straight));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(v.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["dit"]["prediction"], "v_prediction", "{config}");
+    assert_eq!(config["dit"]["text_pooling"], "prompt_tokens", "{config}");
+    for (flag, value, message) in [
+        ("--prediction", "epsilon", "was started with v prediction"),
+        (
+            "--text-pooling",
+            "all-tokens",
+            "was started with prompt-tokens pooling",
+        ),
+    ] {
+        let err = fails(&[
+            "train-motion",
+            "--ae",
+            s(&r.ae),
+            "--content",
+            s(&r.content),
+            "--data",
+            s(&r.data),
+            "--out",
+            s(&v),
+            "--steps",
+            "4",
+            flag,
+            value,
+            "--resume",
+        ]);
+        assert!(err.contains(message), "{err}");
+    }
+    let from_v = r.dir.join("from-v.gif");
+    ok(&[
+        "generate",
+        "--model",
+        s(&v),
+        "--prompt",
+        "a red circle moving up",
+        "--steps",
+        "2",
+        "--motion-steps",
+        "2",
+        "--out",
+        s(&from_v),
+    ]);
+    assert_eq!(cmd_video::read_clip(&from_v, None).unwrap().len(), 16);
 
     let generate = |out: &Path, seed: &str, prompt: &str| {
         let res = cmdv(&[

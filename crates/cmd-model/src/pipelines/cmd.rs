@@ -15,8 +15,8 @@
 use burn::tensor::{Device, Tensor};
 
 use crate::clip::ClipTextModel;
-use crate::dit::{MotionDit, pooled_text};
-use crate::schedulers::SchedulerConfig;
+use crate::dit::MotionDit;
+use crate::schedulers::{Prediction, SchedulerConfig};
 use crate::tokenizer::ClipTokenizer;
 use crate::unet::{Unet, UnetConfig};
 use crate::vae::{Vae, VaeConfig};
@@ -27,9 +27,13 @@ use super::noise::standard_normal;
 use super::stable_diffusion::{SampleError, encode_prompt};
 
 /// The motion model's noise schedule (spec section 3): linear betas 1e-4 -> 0.02, T = 1000,
-/// epsilon prediction; predicted samples are clipped to `[-1, 1]`, the range of motion latents.
-pub fn motion_schedule() -> SchedulerConfig {
-    SchedulerConfig::default()
+/// with the DiT's prediction target (the spec's epsilon, or v); predicted samples are clipped to
+/// `[-1, 1]`, the range of motion latents.
+pub fn motion_schedule(prediction: Prediction) -> SchedulerConfig {
+    SchedulerConfig {
+        prediction_type: prediction,
+        ..SchedulerConfig::default()
+    }
 }
 
 /// A stage of generation, for progress reports.
@@ -185,14 +189,17 @@ pub struct Text {
 impl CmdPipeline {
     /// Encodes a prompt (and the empty prompt) with the text encoder.
     pub fn text(&self, prompt: &str, device: &Device) -> Result<Text, SampleError> {
-        let (cond, truncated) = encode_prompt(&self.tokenizer, &self.text_encoder, prompt, device)?;
+        let (cond, tokens) = encode_prompt(&self.tokenizer, &self.text_encoder, prompt, device)?;
         let (uncond, _) = encode_prompt(&self.tokenizer, &self.text_encoder, "", device)?;
-        let pooled = self.dit.config().text_condition(pooled_text(cond.clone()));
+        let pooled = self
+            .dit
+            .config()
+            .text_condition(cond.clone(), &[tokens.len]);
         Ok(Text {
             cond,
             uncond,
             pooled,
-            truncated,
+            truncated: tokens.truncated,
         })
     }
 
@@ -239,7 +246,11 @@ impl CmdPipeline {
         let cfg = self.dit.config();
         let shape = [1, cfg.motion_channels, cfg.frames, cfg.motion_width];
         let noise = standard_normal(shape, seed, device);
-        Ok(SampleLoop::new(&motion_schedule(), noise, options)?)
+        Ok(SampleLoop::new(
+            &motion_schedule(cfg.prediction),
+            noise,
+            options,
+        )?)
     }
 
     /// The motion DiT's guided output for `x` at timestep `t`, given a clean content frame and

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::clip::{ClipTextConfig, ClipTextModel};
 use crate::schedulers::{SchedulerConfig, SchedulerError};
-use crate::tokenizer::{ClipTokenizer, TokenizerError};
+use crate::tokenizer::{ClipTokenizer, TokenizerError, Tokens};
 use crate::unet::{Unet, UnetConfig};
 use crate::vae::{Vae, VaeConfig};
 use crate::weights::load_safetensors;
@@ -182,18 +182,19 @@ pub enum SampleError {
     Size(String),
 }
 
-/// Text states of a prompt: `[1, 77, D]`, and whether the prompt was cut to fit.
+/// Text states of a prompt, `[1, 77, D]`, and its tokens (which say whether the prompt was cut
+/// to fit).
 pub fn encode_prompt(
     tokenizer: &ClipTokenizer,
     text_encoder: &ClipTextModel,
     prompt: &str,
     device: &Device,
-) -> Result<(Tensor<3>, bool), TokenizerError> {
+) -> Result<(Tensor<3>, Tokens), TokenizerError> {
     let tokens = tokenizer.encode(prompt)?;
     let states = text_encoder
         .encode(&tokens.ids, tokens.ids.len(), device)
         .last_hidden_state;
-    Ok((states, tokens.truncated))
+    Ok((states, tokens))
 }
 
 /// A whole Stable Diffusion model.
@@ -296,8 +297,8 @@ impl StableDiffusion {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<TextToImage, SampleError> {
         let device = noise.device();
-        let (cond, truncated) =
-            encode_prompt(&self.tokenizer, &self.text_encoder, prompt, &device)?;
+        let (cond, tokens) = encode_prompt(&self.tokenizer, &self.text_encoder, prompt, &device)?;
+        let truncated = tokens.truncated;
         let (uncond, _) = encode_prompt(&self.tokenizer, &self.text_encoder, "", &device)?;
         let latents = denoise(
             &self.unet,

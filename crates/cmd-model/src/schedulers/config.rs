@@ -16,9 +16,10 @@ pub enum BetaSchedule {
 }
 
 /// What the network predicts.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Prediction {
     /// The noise `ε`.
+    #[default]
     #[serde(rename = "epsilon")]
     Epsilon,
     /// The velocity `v = sqrt(ᾱ) ε - sqrt(1 - ᾱ) x₀` (Salimans & Ho 2022).
