@@ -63,7 +63,8 @@ fn runs(name: &str) -> Runs {
     }
 }
 
-fn train_motion(r: &Runs, out: &Path, steps: &str, extra: &[&str]) -> String {
+/// `train-motion` on the runs' data into `out`, with `extra` arguments.
+fn motion_args<'a>(r: &'a Runs, out: &'a Path, steps: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "train-motion",
         "--ae",
@@ -76,13 +77,19 @@ fn train_motion(r: &Runs, out: &Path, steps: &str, extra: &[&str]) -> String {
         s(out),
         "--steps",
         steps,
-        "--batch",
-        "2",
-        "--checkpoint-every",
-        "1",
     ];
     args.extend(extra);
-    ok(&args)
+    args
+}
+
+/// Trains (batch 2, a checkpoint every step); returns what the run printed on stderr.
+fn train_motion(r: &Runs, out: &Path, steps: &str, extra: &[&str]) -> String {
+    let small = [&["--batch", "2", "--checkpoint-every", "1"], extra].concat();
+    let args = motion_args(r, out, steps, &small);
+    let res = cmdv(&args);
+    let stderr = String::from_utf8_lossy(&res.stderr).to_string();
+    assert!(res.status.success(), "cmdv {args:?} failed:\n{stderr}");
+    stderr
 }
 
 #[test]
@@ -177,31 +184,7 @@ fn motion_training_generation_animation_and_transfer() {
         "--crop-min",
         "1",
     ];
-    let res = cmdv(
-        &[
-            "train-motion",
-            "--ae",
-            s(&r.ae),
-            "--content",
-            s(&r.content),
-            "--data",
-            s(&r.data),
-            "--out",
-            s(&v),
-            "--steps",
-            "3",
-            "--batch",
-            "2",
-            "--checkpoint-every",
-            "1",
-        ]
-        .iter()
-        .chain(&whole)
-        .copied()
-        .collect::<Vec<_>>(),
-    );
-    let stderr = String::from_utf8_lossy(&res.stderr);
-    assert!(res.status.success(), "{stderr}");
+    let stderr = train_motion(&r, &v, "3", &whole);
     assert!(stderr.contains("each is encoded once and kept"), "{stderr}");
     let v_resumed = r.dir.join("v-resumed");
     train_motion(&r, &v_resumed, "2", &whole);
@@ -220,22 +203,7 @@ fn motion_training_generation_animation_and_transfer() {
             "was started with prompt-tokens pooling",
         ),
     ] {
-        let err = fails(&[
-            "train-motion",
-            "--ae",
-            s(&r.ae),
-            "--content",
-            s(&r.content),
-            "--data",
-            s(&r.data),
-            "--out",
-            s(&v),
-            "--steps",
-            "4",
-            flag,
-            value,
-            "--resume",
-        ]);
+        let err = fails(&motion_args(&r, &v, "4", &[flag, value, "--resume"]));
         assert!(err.contains(message), "{err}");
     }
     let from_v = r.dir.join("from-v.gif");
@@ -362,19 +330,7 @@ fn motion_training_generation_animation_and_transfer() {
 
     // Bad inputs.
     let other = r.dir.join("other");
-    let base = [
-        "train-motion",
-        "--ae",
-        s(&r.ae),
-        "--content",
-        s(&r.content),
-        "--data",
-        s(&r.data),
-        "--out",
-        s(&other),
-        "--steps",
-        "1",
-    ];
+    let base = motion_args(&r, &other, "1", &[]);
     let err = fails(&[&base[..], &["--preset", "XXL"]].concat());
     assert!(
         err.contains("unknown preset 'XXL'") && err.contains("tiny, S, B, L, XL"),
