@@ -224,6 +224,8 @@ fn prediction_target_is_stored_and_defaults_to_epsilon() {
     let schedule = cmd_model::pipelines::cmd::motion_schedule(Prediction::V);
     assert_eq!(schedule.prediction_type, Prediction::V);
     assert_eq!((schedule.beta_start, schedule.beta_end), (1e-4, 0.02));
+    // No clipping of the predicted sample (DiT's `clip_denoised=False`).
+    assert!(!schedule.clip_sample);
 }
 
 #[test]

@@ -27,11 +27,14 @@ use super::noise::standard_normal;
 use super::stable_diffusion::{SampleError, encode_prompt};
 
 /// The motion model's noise schedule (spec section 3): linear betas 1e-4 -> 0.02, T = 1000,
-/// with the DiT's prediction target (the spec's epsilon, or v); predicted samples are clipped to
-/// `[-1, 1]`, the range of motion latents.
+/// with the DiT's prediction target (the spec's epsilon, or v). Predicted samples are not
+/// clipped, as DiT samples (`clip_denoised=False`): diffusers' DDIM clips the predicted `x₀`
+/// but keeps the unclipped noise estimate, and with motion latents near +-1 (tanh) that
+/// mismatch adds up over many steps until objects stand still.
 pub fn motion_schedule(prediction: Prediction) -> SchedulerConfig {
     SchedulerConfig {
         prediction_type: prediction,
+        clip_sample: false,
         ..SchedulerConfig::default()
     }
 }
