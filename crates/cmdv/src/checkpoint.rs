@@ -56,6 +56,24 @@ impl Run {
         &self.dir
     }
 
+    /// On resume, refuses a setting given again (`given`) with another value than the run was
+    /// started with (`same` is false); the error names `flag` and the run's value.
+    pub fn ensure_kept(
+        &self,
+        flag: &str,
+        given: bool,
+        same: bool,
+        started_with: &str,
+    ) -> Result<()> {
+        if given && !same {
+            bail!(
+                "{flag}: the run in {} was started with {started_with}",
+                self.dir.display()
+            );
+        }
+        Ok(())
+    }
+
     /// `RUN/config.json`.
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.json")

@@ -88,15 +88,12 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
                 config.base
             );
         }
-        if args.prediction.is_some()
-            && saved.scheduler.prediction_type != config.scheduler.prediction_type
-        {
-            bail!(
-                "--prediction: the run in {} was started with {} prediction",
-                args.train.out.display(),
-                format!("{:?}", saved.scheduler.prediction_type).to_lowercase()
-            );
-        }
+        run.ensure_kept(
+            "--prediction",
+            args.prediction.is_some(),
+            saved.scheduler.prediction_type == config.scheduler.prediction_type,
+            &format!("{:?} prediction", saved.scheduler.prediction_type).to_lowercase(),
+        )?;
         model.scheduler = saved.scheduler;
         let (dir, optim, state) = run.resume_parts(adam())?;
         if preset {

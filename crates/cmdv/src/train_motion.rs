@@ -75,28 +75,19 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
     let run = Run::new(&args.train.out);
     let (dit, ema, optim, state) = if args.train.resume {
         let saved = motion::read_run_config(&run)?;
-        let kept = |given: bool, same: bool, flag: &str, value: String| {
-            if given && !same {
-                bail!(
-                    "{flag}: the run in {} was started with {value}",
-                    args.train.out.display()
-                );
-            }
-            Ok(())
-        };
-        kept(
+        run.ensure_kept(
+            "--prediction",
             args.prediction.is_some(),
             saved.dit.prediction == config.dit.prediction,
-            "--prediction",
-            format!("{:?} prediction", saved.dit.prediction).to_lowercase(),
+            &format!("{:?} prediction", saved.dit.prediction).to_lowercase(),
         )?;
-        kept(
+        run.ensure_kept(
+            "--text-pooling",
             args.text_pooling.is_some(),
             saved.dit.text_pooling == config.dit.text_pooling,
-            "--text-pooling",
             match saved.dit.text_pooling {
-                TextPooling::AllTokens => "all-tokens pooling".into(),
-                TextPooling::PromptTokens => "prompt-tokens pooling".into(),
+                TextPooling::AllTokens => "all-tokens pooling",
+                TextPooling::PromptTokens => "prompt-tokens pooling",
             },
         )?;
         let sizes = DitConfig {
