@@ -290,8 +290,9 @@ pub struct TrainAeArgs {
     /// Where to train.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
-    /// Data parallel over this many devices of the `--device` kind (GPUs 0..N); each step's
-    /// batch is split between them. On the CPU the copies share the one CPU (for testing).
+    /// Data parallel over this many devices of the `--device` kind (GPUs 0..N), one thread
+    /// each; each step's batch is split between them and CUDA GPUs all-reduce their gradients
+    /// (NCCL). On the CPU the copies share the one CPU (for testing).
     #[arg(long, default_value_t = 1)]
     pub devices: usize,
 }
@@ -371,8 +372,9 @@ pub struct DiffusionTrainArgs {
     /// Where to train.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
-    /// Data parallel over this many devices of the `--device` kind (GPUs 0..N); each step's
-    /// batch is split between them. On the CPU the copies share the one CPU (for testing).
+    /// Data parallel over this many devices of the `--device` kind (GPUs 0..N), one thread
+    /// each; each step's batch is split between them and CUDA GPUs all-reduce their gradients
+    /// (NCCL). On the CPU the copies share the one CPU (for testing).
     #[arg(long, default_value_t = 1)]
     pub devices: usize,
 }

@@ -44,20 +44,6 @@ pub fn open_many(arg: DeviceArg, count: usize) -> Result<Vec<Device>> {
         .collect()
 }
 
-/// The training devices `--device`/`--devices` name (with autodiff), after checking that a
-/// step's `batch` clips cover them.
-pub fn open_training(arg: DeviceArg, count: usize, batch: usize) -> Result<Vec<Device>> {
-    anyhow::ensure!(count > 0, "--devices must be positive");
-    anyhow::ensure!(
-        batch >= count,
-        "--batch {batch} is smaller than --devices {count}: every device needs at least one clip"
-    );
-    Ok(open_many(arg, count)?
-        .into_iter()
-        .map(|d| d.autodiff())
-        .collect())
-}
-
 /// The device `arg` names, computing in f16 when `half` is set.
 pub fn open_with_precision(arg: DeviceArg, half: bool) -> Result<Device> {
     let mut device = open(arg)?;

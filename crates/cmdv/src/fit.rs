@@ -2,20 +2,15 @@
 //! generator per step (so a resumed run draws what an uninterrupted one would), data parallel
 //! over several devices, Adam, an EMA copy, a metrics log, atomic checkpoints of the model and
 //! its EMA, and a clear stop on a non-finite loss.
-//!
-//! Data parallel ([`parallel_step`], also used by `train-ae`): every step, each device gets a
-//! copy of the model and its share of the batch; the gradients of the shares are summed on the
-//! first device, which takes the optimiser step.
 
 use std::io::Write;
-use std::ops::Range;
 use std::time::Instant;
 
 use anyhow::{Result, bail, ensure};
 use burn::module::Module;
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor};
+use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::tensor::Tensor;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -23,8 +18,8 @@ use crate::checkpoint::{Run, TrainState};
 use crate::cli::DiffusionTrainArgs;
 use crate::content::{ema_decay, ema_update};
 use crate::data::{Augment, MIN_CROP};
+use crate::parallel::{DataParallel, Shard};
 use crate::progress;
-use crate::tensor_io::to_scalar;
 use crate::train::open_metrics;
 
 /// Adam (no weight decay) with gradients clipped to norm 1.
@@ -91,31 +86,8 @@ pub struct Plan<'a> {
     pub label: &'a str,
     /// Clips per step.
     pub batch: usize,
-    /// The training devices (at least one): the first holds the model and the optimiser.
-    pub devices: &'a [Device],
-}
-
-/// One device's part of a step.
-pub struct Shard<'a> {
-    /// Which device (an index into [`Plan::devices`]).
-    pub index: usize,
-    /// The device.
-    pub device: &'a Device,
-    /// Its clips: a range of the step's batch.
-    pub range: Range<usize>,
-}
-
-/// Splits `batch` clips over `devices` as evenly as possible (the first get one more).
-pub fn split(batch: usize, devices: usize) -> Vec<Range<usize>> {
-    let (size, extra) = (batch / devices, batch % devices);
-    let mut start = 0;
-    (0..devices)
-        .map(|i| {
-            let len = size + usize::from(i < extra);
-            start += len;
-            start - len..start
-        })
-        .collect()
+    /// The training devices.
+    pub parallel: &'a DataParallel,
 }
 
 /// The generator of step `step` of a run seeded with `seed`.
@@ -123,47 +95,10 @@ pub fn step_rng(seed: u64, step: usize) -> StdRng {
     StdRng::seed_from_u64(seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
-/// One step's loss and gradients, data parallel: each device gets a copy of `model` and its
-/// share of the `batch` clips; `loss_of(replica, shard)` is the mean loss over the shard's clips.
-/// Each loss is weighted by its share of the batch, so the gradients, summed on the first
-/// device, are those of the whole batch's mean loss (returned as a number).
-pub fn parallel_step<M: Module + Clone>(
-    model: &M,
-    devices: &[Device],
-    batch: usize,
-    mut loss_of: impl FnMut(&M, &Shard) -> Result<Tensor<1>>,
-) -> Result<(f64, GradientsParams)> {
-    let main = &devices[0];
-    let shards = split(batch, devices.len());
-    let mut losses = Vec::with_capacity(shards.len());
-    let mut sum = GradientsAccumulator::new();
-    for (index, (device, range)) in devices.iter().zip(&shards).enumerate() {
-        let replica = if index == 0 {
-            model.clone()
-        } else {
-            model.clone().fork(device)
-        };
-        let shard = Shard {
-            index,
-            device,
-            range: range.clone(),
-        };
-        let loss = loss_of(&replica, &shard)?;
-        let loss = if shards.len() == 1 {
-            loss
-        } else {
-            loss.mul_scalar(range.len() as f64 / batch as f64)
-        };
-        let grads = GradientsParams::from_grads(loss.backward(), &replica);
-        sum.accumulate(model, grads.to_device(main, &replica));
-        losses.push(loss.detach().to_device(main));
-    }
-    Ok((to_scalar(Tensor::cat(losses, 0).sum())?, sum.grads()))
-}
-
 /// Optimises `model` from `state` to `plan.steps`. `loss_of(model, rng, shard)` is the mean
-/// loss over the shard's clips of the step's batch; it is called once per device with the same
-/// generator state, so every shard draws the same batch and keeps its own part.
+/// loss over the shard's clips of the step's batch; it is called once per device (each in its
+/// own thread) with the same generator state, so every shard draws the same batch and keeps its
+/// own part.
 #[allow(clippy::too_many_arguments)]
 pub fn fit<M: Module + Clone>(
     run: &Run,
@@ -172,7 +107,7 @@ pub fn fit<M: Module + Clone>(
     mut ema: M,
     mut optim: ModuleOptimizer,
     mut state: TrainState,
-    mut loss_of: impl FnMut(&M, &mut StdRng, &Shard) -> Result<Tensor<1>>,
+    loss_of: impl Fn(&M, &mut StdRng, &Shard) -> Result<Tensor<1>> + Sync,
 ) -> Result<()> {
     let mut metrics = open_metrics(run, state.step)?;
     let bar = progress::bar(plan.steps as u64, plan.label);
@@ -181,8 +116,9 @@ pub fn fit<M: Module + Clone>(
     let started = Instant::now();
     while state.step < plan.steps {
         let step = state.step;
-        let (value, grads) = parallel_step(&model, plan.devices, plan.batch, |replica, shard| {
-            loss_of(replica, &mut step_rng(state.seed, step), shard)
+        let seed = state.seed;
+        let (value, grads) = plan.parallel.step(&model, plan.batch, |replica, shard| {
+            loss_of(replica, &mut step_rng(seed, step), shard)
         })?;
         if !value.is_finite() {
             bar.abandon();
@@ -228,18 +164,4 @@ pub fn fit<M: Module + Clone>(
         run.dir().display()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split;
-
-    #[test]
-    fn batches_split_evenly_over_devices() {
-        assert_eq!(split(4, 1).len(), 1);
-        assert_eq!(split(4, 1)[0], 0..4);
-        assert_eq!(split(4, 2), [0..2, 2..4]);
-        assert_eq!(split(5, 3), [0..2, 2..4, 4..5]);
-        assert_eq!(split(3, 3), [0..1, 1..2, 2..3]);
-    }
 }

@@ -3,6 +3,7 @@
 //! Diffusion's VAE.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use anyhow::Result;
 use burn::module::Module;
@@ -19,11 +20,19 @@ use crate::tensor_io::{clips_to_tensor, to_vec};
 /// data whose examples are whole clips (see `ClipFolder::fixed_examples`) the frozen models
 /// then see each clip once instead of at every step. Each clip is encoded on its own, so a
 /// kept value never depends on the batch it first came in (a resumed run computes the same
-/// numbers as an uninterrupted one).
+/// numbers as an uninterrupted one). Shared by the training threads of several devices.
 #[derive(Default)]
 pub struct EncodingCache {
     /// Each clip's content frame and motion latent.
-    clips: HashMap<usize, [HostTensor; 2]>,
+    clips: Mutex<HashMap<usize, [HostTensor; 2]>>,
+}
+
+impl EncodingCache {
+    /// The kept encodings (an entry is inserted whole, so a thread that panicked left none
+    /// half-written).
+    fn lock(&self) -> MutexGuard<'_, HashMap<usize, [HostTensor; 2]>> {
+        self.clips.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// One example's `[C, H, W]` values on the host, and that shape.
@@ -83,7 +92,7 @@ impl Frozen {
         &self,
         clips: &[Clip],
         indices: &[usize],
-        cache: Option<&mut EncodingCache>,
+        cache: Option<&EncodingCache>,
         device: &Device,
     ) -> Result<(Tensor<4>, Tensor<4>)> {
         let Some(cache) = cache else {
@@ -91,17 +100,18 @@ impl Frozen {
             return Ok((encoded.content, encoded.motion));
         };
         for (clip, index) in clips.iter().zip(indices) {
-            if !cache.clips.contains_key(index) {
+            if !cache.lock().contains_key(index) {
                 let encoded = self.encode(clips_to_tensor(std::slice::from_ref(clip), device));
                 let entry = [host(encoded.content)?, host(encoded.motion)?];
-                cache.clips.insert(*index, entry);
+                cache.lock().entry(*index).or_insert(entry);
             }
         }
+        let kept = cache.lock();
         let stack = |part: usize| {
-            let [c, h, w] = cache.clips[&indices[0]][part].1;
+            let [c, h, w] = kept[&indices[0]][part].1;
             let values: Vec<f32> = indices
                 .iter()
-                .flat_map(|i| cache.clips[i][part].0.iter().copied())
+                .flat_map(|i| kept[i][part].0.iter().copied())
                 .collect();
             Tensor::<4>::from_data(TensorData::new(values, [indices.len(), c, h, w]), device)
         };
@@ -169,18 +179,18 @@ mod tests {
         let (content, motion) = frozen
             .encode_examples(&clips, &[4, 9, 4], None, &device)
             .unwrap();
-        let mut cache = EncodingCache::default();
+        let cache = EncodingCache::default();
         let (kept_content, kept_motion) = frozen
-            .encode_examples(&clips, &[4, 9, 4], Some(&mut cache), &device)
+            .encode_examples(&clips, &[4, 9, 4], Some(&cache), &device)
             .unwrap();
-        assert_eq!(cache.clips.len(), 2, "clip 4 is encoded once");
+        assert_eq!(cache.lock().len(), 2, "clip 4 is encoded once");
         assert_eq!(kept_content.dims(), content.dims());
         assert!(close(kept_content.clone(), content));
         assert!(close(kept_motion, motion));
         // Kept values are used from then on, whatever the clips passed are.
         let other = [clip(3)];
         let (again, _) = frozen
-            .encode_examples(&other, &[9], Some(&mut cache), &device)
+            .encode_examples(&other, &[9], Some(&cache), &device)
             .unwrap();
         assert!(close(again, kept_content.narrow(0, 1, 1)));
     }

@@ -14,6 +14,7 @@ mod generate;
 mod info;
 mod latents;
 mod motion;
+mod parallel;
 mod progress;
 mod reconstruct;
 mod sample_content;

@@ -13,9 +13,10 @@ use cmd_video::Clip;
 use crate::checkpoint::{Run, TrainState};
 use crate::cli::TrainAeArgs;
 use crate::data::{Augment, ClipFolder, MIN_CROP};
-use crate::fit::{parallel_step, step_rng};
+use crate::fit::step_rng;
+use crate::parallel::DataParallel;
 use crate::tensor_io::{clips_to_tensor, to_scalar};
-use crate::{device, latents, progress};
+use crate::{latents, progress};
 
 /// The optimizer of spec section 1: Adam with betas (0.5, 0.9), no weight decay; gradients
 /// clipped to norm 1 for stability at the larger learning rates small models use.
@@ -55,8 +56,9 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         _ => {}
     }
     let run = Run::new(&args.out);
-    let devices = device::open_training(args.device, args.devices, args.batch)?;
-    let device = devices[0].clone();
+    let parallel = DataParallel::open(args.device, args.devices, args.batch)?;
+    let devices = parallel.devices();
+    let device = parallel.main().clone();
     let vae = match &args.vae {
         Some(folder) => Some(latents::open(folder, &run, args.resume, &device)?),
         None => None,
@@ -128,7 +130,7 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
     while state.step < args.steps {
         let step = state.step;
         let clips = batch(&data, &config, args, (width, height), state.seed, step);
-        let (value, grads) = parallel_step(&model, &devices, args.batch, |replica, shard| {
+        let (value, grads) = parallel.step(&model, args.batch, |replica, shard| {
             let x = frames(&clips[shard.range.clone()], shard.index);
             let (_, recon) = replica.forward(x.clone());
             Ok(replica.loss(recon, x))

@@ -13,13 +13,14 @@ use cmd_video::Clip;
 use rand::Rng;
 use rand::rngs::StdRng;
 
+use crate::captions;
 use crate::checkpoint::{Run, TrainState, load_autoencoder, load_record};
 use crate::cli::{DiffusionTrainArgs, TrainContentArgs};
 use crate::content::{self, ContentRunConfig, PRESET_BASES, text_encoder_path};
 use crate::data::ClipFolder;
 use crate::fit::{Plan, adam, fit};
 use crate::frozen::{EncodingCache, Frozen};
-use crate::{captions, device};
+use crate::parallel::DataParallel;
 
 /// A folder path as the run records it (absolute, so the run can be sampled from anywhere).
 fn absolute(path: &Path) -> Result<std::path::PathBuf> {
@@ -28,8 +29,8 @@ fn absolute(path: &Path) -> Result<std::path::PathBuf> {
 
 pub fn run(args: &TrainContentArgs) -> Result<()> {
     args.train.check()?;
-    let devices = device::open_training(args.train.device, args.train.devices, args.train.batch)?;
-    let device = devices[0].clone();
+    let parallel = DataParallel::open(args.train.device, args.train.devices, args.train.batch)?;
+    let device = parallel.main().clone();
     let ae = load_autoencoder(&args.ae, &device)?;
     let ae_config = ae.config().clone();
     let latent = ae_config.output == OutputMode::Latent;
@@ -131,7 +132,7 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         text_encoder: model.text_encoder.clone(),
         vae: model.vae.clone(),
     }
-    .on_each(&devices);
+    .on_each(parallel.devices());
     if state.step >= args.train.steps {
         eprintln!(
             "{}: already trained for {} steps",
@@ -171,9 +172,9 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         model_file: "unet.bpk",
         label: "content",
         batch: args.train.batch,
-        devices: &devices,
+        parallel: &parallel,
     };
-    let mut cache = batcher.fixed().then(|| {
+    let cache = batcher.fixed().then(|| {
         eprintln!("every example is a whole clip: each is encoded once and kept");
         EncodingCache::default()
     });
@@ -188,7 +189,7 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         let (x0, _) = frozen.encode_examples(
             &clips[range.clone()],
             &indices[range.clone()],
-            cache.as_mut(),
+            cache.as_ref(),
             device,
         )?;
         let (context, _) =

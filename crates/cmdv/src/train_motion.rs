@@ -12,6 +12,7 @@ use cmd_model::schedulers::{NoiseSchedule, Prediction};
 use cmd_model::tokenizer::ClipTokenizer;
 use rand::Rng;
 
+use crate::captions;
 use crate::checkpoint::{Run, TrainState, load_autoencoder, load_record};
 use crate::cli::TrainMotionArgs;
 use crate::content;
@@ -19,13 +20,13 @@ use crate::data::ClipFolder;
 use crate::fit::{Plan, adam, fit};
 use crate::frozen::{EncodingCache, Frozen};
 use crate::motion::{self, MotionRunConfig};
+use crate::parallel::DataParallel;
 use crate::tensor_io::to_vec;
-use crate::{captions, device};
 
 pub fn run(args: &TrainMotionArgs) -> Result<()> {
     args.train.check()?;
-    let devices = device::open_training(args.train.device, args.train.devices, args.train.batch)?;
-    let device = devices[0].clone();
+    let parallel = DataParallel::open(args.train.device, args.train.devices, args.train.batch)?;
+    let device = parallel.main().clone();
     let ae = load_autoencoder(&args.ae, &device)?;
     let (content_config, text) = content::load_run(&args.content, &device)?;
     let ae_path = std::path::absolute(&args.ae)?;
@@ -45,7 +46,7 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         text_encoder: text.text_encoder,
         vae: text.vae,
     }
-    .on_each(&devices);
+    .on_each(parallel.devices());
     let pixels = (cfg.height * factor) as u32;
     let span = args.train.stride * (cfg.frames - 1) + 1;
     let data = ClipFolder::load(&args.train.data, span, pixels, pixels)?;
@@ -147,7 +148,7 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
     let prediction = dit.config().prediction;
     let schedule = NoiseSchedule::new(&motion_schedule(prediction));
     let size = (pixels, pixels);
-    let mut cache = data
+    let cache = data
         .fixed_examples(cfg.frames, args.train.stride, size, args.train.augment())
         .then(|| {
             eprintln!("every example is a whole clip: each is encoded once and kept");
@@ -161,7 +162,7 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         model_file: "dit.bpk",
         label: "motion",
         batch: args.train.batch,
-        devices: &devices,
+        parallel: &parallel,
     };
     fit(&run, &plan, dit, ema, optim, state, |dit, rng, shard| {
         let (indices, clips): (Vec<_>, Vec<_>) = (0..args.train.batch)
@@ -194,7 +195,7 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         let (content, z0) = frozen.encode_examples(
             &clips[range.clone()],
             &indices[range.clone()],
-            cache.as_mut(),
+            cache.as_ref(),
             device,
         )?;
         let (text, lengths) = frozen.encode_prompts(&tokenizer, &prompts[range.clone()], device)?;
