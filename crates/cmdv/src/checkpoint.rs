@@ -20,6 +20,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
 use burn::tensor::Device;
+use cmd_model::schedulers::Prediction;
 use cmd_model::{Autoencoder, AutoencoderConfig};
 use cmd_video::{replace_atomic, write_bytes_atomic};
 use serde::{Deserialize, Serialize};
@@ -72,6 +73,17 @@ impl Run {
             );
         }
         Ok(())
+    }
+
+    /// On resume, refuses a `--prediction` (`given`) other than the run's (`saved`).
+    pub fn ensure_prediction_kept(
+        &self,
+        given: bool,
+        saved: Prediction,
+        now: Prediction,
+    ) -> Result<()> {
+        let started_with = format!("{saved:?} prediction").to_lowercase();
+        self.ensure_kept("--prediction", given, saved == now, &started_with)
     }
 
     /// `RUN/config.json`.

@@ -89,11 +89,10 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
                 config.base
             );
         }
-        run.ensure_kept(
-            "--prediction",
+        run.ensure_prediction_kept(
             args.prediction.is_some(),
-            saved.scheduler.prediction_type == config.scheduler.prediction_type,
-            &format!("{:?} prediction", saved.scheduler.prediction_type).to_lowercase(),
+            saved.scheduler.prediction_type,
+            config.scheduler.prediction_type,
         )?;
         model.scheduler = saved.scheduler;
         let (dir, optim, state) = run.resume_parts(adam())?;

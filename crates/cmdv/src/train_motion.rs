@@ -76,11 +76,10 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
     let run = Run::new(&args.train.out);
     let (dit, ema, optim, state) = if args.train.resume {
         let saved = motion::read_run_config(&run)?;
-        run.ensure_kept(
-            "--prediction",
+        run.ensure_prediction_kept(
             args.prediction.is_some(),
-            saved.dit.prediction == config.dit.prediction,
-            &format!("{:?} prediction", saved.dit.prediction).to_lowercase(),
+            saved.dit.prediction,
+            config.dit.prediction,
         )?;
         run.ensure_kept(
             "--text-pooling",
