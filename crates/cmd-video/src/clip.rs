@@ -42,27 +42,6 @@ impl Clip {
         self.frames.is_empty()
     }
 
-    /// `count` frames starting at `offset`, every `stride`-th one.
-    /// The error says how many frames were needed and how many there are.
-    pub fn sample(&self, count: usize, stride: usize, offset: usize) -> Result<Clip, String> {
-        let stride = stride.max(1);
-        let needed = offset + stride * count.saturating_sub(1) + 1;
-        if count == 0 || needed > self.len() {
-            return Err(format!(
-                "needs {needed} frames ({count} at stride {stride} from offset {offset}), \
-                 found {}",
-                self.len()
-            ));
-        }
-        let frames = (0..count)
-            .map(|i| self.frames[offset + i * stride].clone())
-            .collect();
-        Ok(Clip {
-            frames,
-            fps: self.fps / stride as f32,
-        })
-    }
-
     /// The `w x h` window at `(x, y)` of every frame (clamped to the frame).
     pub fn crop(&self, x: u32, y: u32, w: u32, h: u32) -> Clip {
         let frames = self
@@ -159,20 +138,6 @@ mod tests {
             .map(|i| RgbImage::from_fn(w, h, |x, y| image::Rgb([i as u8, x as u8, y as u8])))
             .collect();
         Clip::new(frames, 30.0).unwrap()
-    }
-
-    #[test]
-    fn sample_takes_frames_at_a_stride_from_an_offset() {
-        let clip = numbered(20, 4, 4);
-        let s = clip.sample(4, 3, 2).unwrap();
-        let ids: Vec<u8> = s.frames.iter().map(|f| f.get_pixel(0, 0)[0]).collect();
-        assert_eq!(ids, vec![2, 5, 8, 11]);
-        assert_eq!(s.fps, 10.0);
-        let err = clip.sample(16, 2, 0).unwrap_err();
-        assert!(
-            err.contains("needs 31 frames") && err.contains("found 20"),
-            "{err}"
-        );
     }
 
     #[test]

@@ -1,49 +1,69 @@
 //! Folders of PNG frames (read in file-name order) and single PNG pictures.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 
-use crate::{Clip, VideoError};
+use crate::take::Timeline;
+use crate::video::{Frames, VideoInfo};
+use crate::{Clip, VideoError, check_size};
 
 /// Frames per second assumed for a folder of PNG frames.
 pub const FOLDER_FPS: f32 = 8.0;
 
-/// Reads up to `max_frames` `*.png` files of a folder, sorted by name.
-pub fn read_folder(dir: &Path, max_frames: Option<usize>) -> Result<Clip, VideoError> {
-    let err = |p: &Path, m: String| VideoError::new(p, m);
+/// The `*.png` files of a folder, sorted by name: the frames of a clip.
+pub(crate) fn frame_files(dir: &Path) -> Result<Vec<PathBuf>, VideoError> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| err(dir, format!("cannot read folder: {e}")))?
+        .map_err(|e| VideoError::new(dir, format!("cannot read folder: {e}")))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
         .collect();
     files.sort();
-    if let Some(m) = max_frames {
-        files.truncate(m);
-    }
     if files.is_empty() {
-        return Err(err(dir, "folder holds no .png frames".into()));
+        return Err(VideoError::new(dir, "folder holds no .png frames"));
     }
-    let mut frames: Vec<RgbImage> = Vec::with_capacity(files.len());
-    for file in &files {
+    Ok(files)
+}
+
+/// A folder of PNG frames: the first frame's size, [`FOLDER_FPS`].
+pub(crate) fn probe(files: &[PathBuf]) -> Result<VideoInfo, VideoError> {
+    let (width, height) = image::image_dimensions(&files[0])
+        .map_err(|e| VideoError::new(&files[0], format!("cannot read image: {e}")))?;
+    check_size(&files[0], width, height)?;
+    Ok(VideoInfo {
+        width,
+        height,
+        timeline: Timeline::Constant {
+            fps: FOLDER_FPS as f64,
+            frames: files.len(),
+        },
+        codec: "png".into(),
+        rotation: 0,
+    })
+}
+
+/// Passes frames `first..=last` to `out`; each must have the first frame's size.
+pub(crate) fn decode(
+    files: &[PathBuf],
+    (width, height): (u32, u32),
+    (first, last): (usize, usize),
+    out: &mut Frames,
+) -> Result<(), VideoError> {
+    for file in &files[first..=last] {
         let frame = read_image(file)?;
-        if let Some(first) = frames.first()
-            && first.dimensions() != frame.dimensions()
-        {
-            return Err(err(
+        if frame.dimensions() != (width, height) {
+            return Err(VideoError::new(
                 file,
                 format!(
-                    "frame is {}x{}, expected {}x{} like the first frame",
+                    "frame is {}x{}, expected {width}x{height} like the first frame",
                     frame.width(),
                     frame.height(),
-                    first.width(),
-                    first.height()
                 ),
             ));
         }
-        frames.push(frame);
+        out.push(frame);
     }
-    Ok(Clip::new(frames, FOLDER_FPS).expect("frames checked non-empty and of one size"))
+    Ok(())
 }
 
 /// Reads one picture (PNG or GIF) as RGB.

@@ -112,7 +112,7 @@ fn score_folder(dir: &PathBuf) -> Result<Score> {
                 path.display()
             );
         };
-        score.add(&scene, &read_clip(path, None)?);
+        score.add(&scene, &read_clip(path, &cmd_video::Take::all())?);
     }
     Ok(score)
 }
@@ -140,7 +140,7 @@ fn score_model(args: &AdherenceArgs) -> Result<Score> {
             seed: i as u64,
         };
         let video = pipeline.generate(&scene.caption(), &options, &device, &mut |_, _, _| {})?;
-        let clip = clip_of(&video)?;
+        let clip = clip_of(&video, 8.0)?;
         score.add(scene, &clip);
         if let Some(dir) = &args.save {
             let name = format!("held-out-{i:03}.gif");

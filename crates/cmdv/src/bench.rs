@@ -1,4 +1,5 @@
-//! `cmdv bench ae|unet|generate|kernels`: time per stage (or kernel) and peak memory, as tables.
+//! `cmdv bench ae|unet|generate|kernels|data`: time per stage (or kernel, or decoded example)
+//! and peak memory, as tables.
 
 use std::time::Instant;
 
@@ -23,7 +24,96 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         BenchTarget::Unet => bench_unet(args),
         BenchTarget::Generate => bench_generate(args),
         BenchTarget::Kernels => bench_kernels(args),
+        BenchTarget::Data => bench_data(args),
     }
+}
+
+/// Examples per second streamed from `--data` by each number of decoding threads: every
+/// example is seeked to and decoded from its file, shrunk, cropped and resized, as training
+/// does with data too large for memory.
+fn bench_data(args: &BenchArgs) -> Result<()> {
+    use cmd_video::dataset::{Augment, ClipSpec, Dataset, Index, Loader, LoaderState};
+    let Some(folder) = &args.data else {
+        bail!("bench data needs --data, a folder of clips");
+    };
+    ensure!(args.examples > 0, "--examples must be positive");
+    ensure!(
+        !args.workers.is_empty() && args.workers.iter().all(|&w| w > 0),
+        "--workers takes positive numbers, e.g. 1,2,4"
+    );
+    let reader = cmd_video::VideoReader::new();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let t0 = Instant::now();
+    let index = Index::build(folder, reader, cores, &mut |_| {})?;
+    let spec = ClipSpec {
+        frames: 16,
+        stride: 1,
+        fps: None,
+        width: args.width as u32,
+        height: args.height as u32,
+        augment: Augment {
+            crop_min: cmd_video::dataset::MIN_CROP,
+            flip: true,
+        },
+    };
+    let (dataset, short) = Dataset::new(index.videos, spec, 0);
+    ensure!(
+        !dataset.is_empty(),
+        "{}: no clip of 16 frames or more",
+        folder.display()
+    );
+    let sizes: Vec<String> = {
+        let mut s: Vec<String> = dataset
+            .videos()
+            .iter()
+            .map(|v| format!("{}x{} {}", v.info().width, v.info().height, v.info().codec))
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    println!(
+        "{} clips ({}; {} unreadable, {} too short), indexed in {:.1} s ({} probed), FFmpeg: {}",
+        dataset.len(),
+        sizes.join(", "),
+        index.unreadable.len(),
+        short.len(),
+        t0.elapsed().as_secs_f64(),
+        index.probed,
+        if reader.has_ffmpeg() { "yes" } else { "no" }
+    );
+    println!(
+        "examples: 16 x {}x{}, random start, crop and flip, {} per row after {} warm-up",
+        args.width, args.height, args.examples, 4
+    );
+    println!("| decoding threads | examples/s | ms per example | peak RSS |");
+    println!("|---:|---:|---:|---:|");
+    let dataset = std::sync::Arc::new(dataset);
+    for &workers in &args.workers {
+        let start = LoaderState {
+            cursor: 1000 * workers as u64,
+            skipped: Vec::new(),
+        };
+        let mut loader = Loader::new(dataset.clone(), &start, workers, 2 * workers);
+        for _ in 0..4 {
+            loader.next_example()?;
+        }
+        let t = Instant::now();
+        for _ in 0..args.examples {
+            loader.next_example()?;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "| {workers} | {:.2} | {:.0} | {} |",
+            args.examples as f64 / secs,
+            1e3 * secs / args.examples as f64,
+            process_peak_rss().map_or("n/a".into(), |kib| format!(
+                "{:.0} MiB",
+                kib as f64 / 1024.0
+            ))
+        );
+    }
+    Ok(())
 }
 
 /// Each WGSL kernel against its tensor version on the same device and input: the content frame

@@ -22,6 +22,7 @@ use burn::store::ModuleRecord;
 use burn::tensor::Device;
 use cmd_model::schedulers::Prediction;
 use cmd_model::{Autoencoder, AutoencoderConfig};
+use cmd_video::dataset::LoaderState;
 use cmd_video::{replace_atomic, write_bytes_atomic};
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,30 @@ pub struct TrainState {
     pub seed: u64,
     /// Loss of the last step.
     pub loss: f64,
+    /// Where the run is in its data (absent in checkpoints of older versions).
+    #[serde(default)]
+    pub data: Option<LoaderState>,
+}
+
+impl TrainState {
+    /// A new run's state.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            step: 0,
+            seed,
+            loss: f64::NAN,
+            data: None,
+        }
+    }
+
+    /// Where the data loader starts: where the checkpoint says, or (a checkpoint of an older
+    /// version) after `batch` examples per step done.
+    pub fn data(&self, batch: usize) -> LoaderState {
+        self.data.clone().unwrap_or(LoaderState {
+            cursor: (self.step * batch) as u64,
+            skipped: Vec::new(),
+        })
+    }
 }
 
 /// A run folder.
@@ -274,11 +299,19 @@ pub fn load_model(config: &AutoencoderConfig, path: &Path, device: &Device) -> R
     })
 }
 
-/// Loads an autoencoder from a run folder (its newest checkpoint) or a `model.bpk` file whose
-/// run's `config.json` is in a parent folder.
+/// Loads an autoencoder from a run folder (its newest checkpoint), a `model.bpk` file whose
+/// run's `config.json` is in a parent folder, or a model folder (`model.json`, written by
+/// `cmdv export`).
 pub fn load_autoencoder(path: &Path, device: &Device) -> Result<Autoencoder> {
     if !path.exists() {
         bail!("{}: no such run folder or checkpoint file", path.display());
+    }
+    if path.join("model.json").is_file() {
+        return cmd_model::pipelines::bundle::load_bundle_autoencoder(
+            &mut crate::sd_folder::reader(path),
+            device,
+        )
+        .with_context(|| format!("model folder {}", path.display()));
     }
     let (config_path, weights) = if path.is_dir() {
         let run = Run::new(path);

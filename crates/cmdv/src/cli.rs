@@ -120,9 +120,13 @@ pub struct SamplingArgs {
     /// Seed (the same seed gives the same clip on a given device).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// The clip to write: .gif, .mp4, or a folder name for PNG frames.
+    /// The clip to write: .mp4 (H.264), .webm (VP9, needs FFmpeg), .gif, or a folder name
+    /// for PNG frames.
     #[arg(long)]
     pub out: PathBuf,
+    /// Frames per second the written clip plays at.
+    #[arg(long, default_value_t = 8.0)]
+    pub fps: f32,
     /// Where to run.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
@@ -145,18 +149,21 @@ pub struct AnimateArgs {
 
 #[derive(Args, Debug)]
 pub struct TransferArgs {
-    /// The autoencoder run.
+    /// The autoencoder (as for `reconstruct`; default: the shipped model's).
     #[arg(long)]
-    pub ae: PathBuf,
-    /// The clip whose content frame is kept.
+    pub ae: Option<PathBuf>,
+    /// The clip whose content frame is kept (any video file, y4m, gif or PNG frames).
     #[arg(long)]
     pub content: PathBuf,
     /// The clip whose motion is used.
     #[arg(long)]
     pub motion: PathBuf,
-    /// The clip to write: .gif, .mp4, or a folder name for PNG frames.
+    /// The clip to write: .mp4, .webm, .gif, or a folder name for PNG frames.
     #[arg(long)]
     pub out: PathBuf,
+    /// The frames taken from both clips (the written clip plays at their rate).
+    #[command(flatten)]
+    pub frames: FramesArgs,
     /// Where to run.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
@@ -249,11 +256,38 @@ pub struct InfoArgs {
     pub preset: String,
 }
 
+/// Where training clips come from and how they are sampled (all three trainers).
 #[derive(Args, Debug)]
-pub struct TrainAeArgs {
-    /// Folder of training clips (y4m, mp4, gif, or sub-folders of PNG frames).
+pub struct DataArgs {
+    /// Folder of training clips: video files (mp4, mov, m4v, mkv, webm, avi, ...), y4m, gif,
+    /// or folders of PNG frames, at its top or in class folders (UCF-101 style). Indexed once;
+    /// the index is kept in DATA/.cmd-index.json.
     #[arg(long)]
     pub data: PathBuf,
+    /// Train only on the clips this file lists (UCF-101's trainlist0N.txt or testlist0N.txt:
+    /// paths relative to --data, one per line).
+    #[arg(long)]
+    pub split: Option<PathBuf>,
+    /// Take every stride-th frame (with --fps: every stride-th tick).
+    #[arg(long, default_value_t = 1)]
+    pub stride: usize,
+    /// Sample the clips at this frame rate, by their timestamps, so 60 and 24 fps videos give
+    /// the same motion per frame (default: each clip's own frames).
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// Decode each example when it is needed, in background threads, even when the data
+    /// would fit in memory (data over 1 GB decoded is always streamed).
+    #[arg(long)]
+    pub stream: bool,
+    /// Decoding threads (default: half the cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainAeArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Autoencoder preset.
     #[arg(long, default_value = "tiny")]
     pub preset: String,
@@ -278,9 +312,6 @@ pub struct TrainAeArgs {
     /// Write a checkpoint every this many steps (and always at the end).
     #[arg(long, default_value_t = 50)]
     pub checkpoint_every: usize,
-    /// Frame stride when sampling clips.
-    #[arg(long, default_value_t = 1)]
-    pub stride: usize,
     /// Continue the run in `--out` from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -297,23 +328,53 @@ pub struct TrainAeArgs {
     pub devices: usize,
 }
 
+/// Which frames of an input video to use.
+#[derive(Args, Debug, Clone)]
+pub struct FramesArgs {
+    /// Start at this many seconds into the video (the first frame shown then).
+    #[arg(long, conflicts_with = "offset")]
+    pub start: Option<f64>,
+    /// Start at this frame (0 is the first).
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    /// Take every stride-th frame (with --fps: every stride-th tick).
+    #[arg(long, default_value_t = 1)]
+    pub stride: usize,
+    /// Sample the video at this frame rate, by its timestamps (default: its own frames).
+    #[arg(long)]
+    pub fps: Option<f64>,
+}
+
+impl FramesArgs {
+    /// The first `count` frames these arguments select.
+    pub fn take(&self, count: usize) -> cmd_video::Take {
+        let start = match self.start {
+            Some(s) => cmd_video::Start::Seconds(s),
+            None => cmd_video::Start::Frame(self.offset),
+        };
+        cmd_video::Take::first(count)
+            .from(start)
+            .every(self.stride)
+            .at_fps(self.fps)
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct ReconstructArgs {
-    /// A run folder written by `train-ae`, or its `model.bpk` (with `config.json` beside it).
+    /// The autoencoder: a run folder written by `train-ae`, its `model.bpk` (with
+    /// `config.json` in a parent folder), or a model folder written by `cmdv export`
+    /// (default: the shipped model's autoencoder).
     #[arg(long)]
-    pub ae: PathBuf,
-    /// The clip to reconstruct (y4m, mp4, gif, or a folder of PNG frames).
+    pub ae: Option<PathBuf>,
+    /// The clip to reconstruct: any video file (mp4, mov, mkv, webm, avi, ...), y4m, gif, or a
+    /// folder of PNG frames.
     #[arg(long)]
     pub input: PathBuf,
     /// Folder for content.png, weights.png, motion.png, input.gif and recon.gif.
     #[arg(long)]
     pub out: PathBuf,
-    /// First frame to use.
-    #[arg(long, default_value_t = 0)]
-    pub offset: usize,
-    /// Frame stride.
-    #[arg(long, default_value_t = 1)]
-    pub stride: usize,
+    #[command(flatten)]
+    pub frames: FramesArgs,
     /// Print the scores as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -325,9 +386,8 @@ pub struct ReconstructArgs {
 /// Data, run folder and optimisation settings shared by `train-content` and `train-motion`.
 #[derive(Args, Debug)]
 pub struct DiffusionTrainArgs {
-    /// Folder of training clips: clip files or PNG-frame folders, at the top or in class folders.
-    #[arg(long)]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Captions CSV (`videoid,name` as WebVid, or `path,caption`); default: DATA/captions.csv if
     /// it exists, else each clip's class-folder name (UCF-101 style).
     #[arg(long)]
@@ -353,15 +413,12 @@ pub struct DiffusionTrainArgs {
     /// Write a checkpoint every this many steps (and always at the end).
     #[arg(long, default_value_t = 50)]
     pub checkpoint_every: usize,
-    /// Frame stride when sampling clips.
-    #[arg(long, default_value_t = 1)]
-    pub stride: usize,
     /// Also train on horizontally mirrored clips. Off by default: a mirrored clip no longer
     /// shows what a caption that says "left" or "right" describes.
     #[arg(long)]
     pub flip: bool,
     /// The smallest random crop, as a fraction of the frame (0.8 to 1; 1: whole frames).
-    #[arg(long, default_value_t = crate::data::MIN_CROP)]
+    #[arg(long, default_value_t = cmd_video::dataset::MIN_CROP)]
     pub crop_min: f64,
     /// Continue the run in `--out` from its last checkpoint.
     #[arg(long)]
@@ -486,12 +543,21 @@ pub struct BenchArgs {
     /// `bench unet`: the UNet layout (random weights).
     #[arg(long, value_enum, default_value = "sd15")]
     pub config: UnetLayout,
-    /// `bench unet`: latent height.
+    /// `bench unet`: latent height (`bench data`: example height in pixels).
     #[arg(long, default_value_t = 64)]
     pub height: usize,
-    /// `bench unet`: latent width.
+    /// `bench unet`: latent width (`bench data`: example width in pixels).
     #[arg(long, default_value_t = 64)]
     pub width: usize,
+    /// `bench data`: the folder of clips to decode.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// `bench data`: decoding threads to time, e.g. `1,2,4`.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub workers: Vec<usize>,
+    /// `bench data`: examples decoded per row.
+    #[arg(long, default_value_t = 48)]
+    pub examples: usize,
 }
 
 /// Stable Diffusion UNet layouts.
@@ -512,6 +578,9 @@ pub enum BenchTarget {
     Unet,
     /// One whole clip, stage by stage (text, content, motion, decode), random weights.
     Generate,
+    /// Training examples decoded (16 frames, resized to --height x --width) from the clips of
+    /// --data, per second, with each --workers count.
+    Data,
     /// The WGSL kernels of `shaders/` against their tensor versions, on the preset's clip size
     /// (use a wgpu device: elsewhere both rows run the tensor version).
     Kernels,

@@ -1,170 +1,293 @@
-//! Training data: every clip in a folder, sampled with random frame offsets, crops and flips.
+//! Training data for the three trainers: a folder's clips indexed (once, cached beside the
+//! data), fitted to the model as examples, and decoded ahead by background workers; small
+//! data is decoded into memory once instead.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
-use cmd_video::{Clip, is_clip_file, read_clip};
-use image::imageops;
-use rand::Rng;
+use anyhow::{Result, bail, ensure};
+use cmd_video::dataset::{
+    Augment, ClipSpec, Dataset, Example, Index, IndexProgress, Loader, LoaderState, MIN_CROP,
+    clips_in,
+};
+use cmd_video::{Video, VideoReader};
 
+use crate::checkpoint::Run;
+use crate::cli::DataArgs;
 use crate::progress;
 
-/// The smallest crop, as a fraction of the largest window of the model's aspect.
-pub const MIN_CROP: f64 = 0.8;
+/// Data decoded into memory when it fits in this many bytes (unless `--stream`).
+const PRELOAD_BYTES: u64 = 1 << 30;
 
-/// The clips of a folder, decoded once and kept in memory, shrunk to the size training needs.
-pub struct ClipFolder {
-    clips: Vec<Clip>,
-    paths: Vec<PathBuf>,
+/// A trainer's examples: the dataset, its loader, and the run log skipped clips go to.
+pub struct TrainingData {
+    loader: Loader,
+    /// The run's `data.log`, and lines not yet written to it (the run folder may not exist
+    /// yet when the data is opened).
+    log: PathBuf,
+    unlogged: Vec<String>,
+    description: String,
+    /// Clips left out before training: unreadable, too short.
+    left_out: (usize, usize),
 }
 
-impl ClipFolder {
-    /// Reads every clip file (y4m, mp4, gif) and every sub-folder of PNG frames in `dir`, and
-    /// the same one level down in class folders (UCF-101 style: `DIR/ApplyEyeMakeup/clip.avi`).
-    /// Each must hold at least `min_frames` frames. Clips larger than `width x height` needs
-    /// are shrunk on loading (to where the smallest random crop still covers `width x height`
-    /// pixels), which keeps memory small without losing detail the model would see.
-    pub fn load(dir: &Path, min_frames: usize, width: u32, height: u32) -> Result<Self> {
-        let mut paths = Vec::new();
-        for entry in entries(dir)? {
-            if is_clip_file(&entry) || (entry.is_dir() && has_png(&entry)) {
-                paths.push(entry);
-            } else if entry.is_dir() {
-                paths.extend(
-                    entries(&entry)?
-                        .into_iter()
-                        .filter(|p| is_clip_file(p) || (p.is_dir() && has_png(p))),
-                );
-            }
-        }
-        paths.sort();
-        if paths.is_empty() {
-            bail!(
-                "{}: no clips found (expected {} files, or folders of PNG frames)",
-                dir.display(),
-                cmd_video::INPUT_FORMATS
+impl DataArgs {
+    /// Checks the numbers, naming the argument.
+    pub fn check(&self) -> Result<()> {
+        ensure!(self.stride > 0, "--stride must be positive");
+        if let Some(fps) = self.fps {
+            ensure!(
+                fps.is_finite() && fps > 0.0,
+                "--fps must be a positive number, found {fps}"
             );
         }
-        let mut clips = Vec::with_capacity(paths.len());
-        let bar = progress::bar(paths.len() as u64, "load");
-        for path in &paths {
-            let clip = read_clip(path, None)?;
-            bar.inc(1);
-            if clip.len() < min_frames {
-                bail!(
-                    "{}: has {} frames, training needs at least {min_frames}",
-                    path.display(),
-                    clip.len()
-                );
-            }
-            clips.push(shrink(&clip, width, height));
-        }
-        bar.finish_and_clear();
-        Ok(Self { clips, paths })
+        Ok(())
     }
+}
 
-    /// The clip files, in the order [`Self::sample`] numbers them.
-    pub fn paths(&self) -> &[PathBuf] {
-        &self.paths
-    }
-
-    /// Number of clips.
-    pub fn len(&self) -> usize {
-        self.clips.len()
-    }
-
-    /// Whether every example [`Self::sample`] draws from a clip is that whole clip: no crops
-    /// or flips, every clip of the target aspect and exactly as long as an example needs (no
-    /// choice of start frame). Work done on an example can then be kept for the next time.
-    pub fn fixed_examples(
-        &self,
-        frames: usize,
-        stride: usize,
-        (width, height): (u32, u32),
+impl TrainingData {
+    /// Indexes `args.data` (reporting unreadable, too-short and ignored files once each),
+    /// makes examples of `frames` frames at `width x height`, and starts the loader at
+    /// `state` (where a resumed run was).
+    pub fn open(
+        args: &DataArgs,
+        (frames, width, height): (usize, u32, u32),
         augment: Augment,
-    ) -> bool {
-        let span = stride * (frames - 1) + 1;
-        augment.crop_min >= 1.0
-            && !augment.flip
-            && self
-                .clips
-                .iter()
-                .all(|c| c.len() == span && c.width() * height == c.height() * width)
+        seed: u64,
+        state: &LoaderState,
+        run: &Run,
+    ) -> Result<Self> {
+        let (videos, notes, unreadable) = index(args)?;
+        let spec = ClipSpec {
+            frames,
+            stride: args.stride,
+            fps: args.fps,
+            width,
+            height,
+            augment,
+        };
+        let (mut dataset, short) = Dataset::new(videos, spec, seed);
+        for (path, why) in &short {
+            eprintln!("warning: skipping {}: {why}", path.display());
+        }
+        if dataset.is_empty() {
+            bail!(
+                "{}: no clip is long enough for one example ({} frames{}{})",
+                args.data.display(),
+                frames,
+                if args.stride > 1 {
+                    format!(" at stride {}", args.stride)
+                } else {
+                    String::new()
+                },
+                args.fps.map_or(String::new(), |f| format!(" at {f} fps"))
+            );
+        }
+        let bytes = dataset.decoded_bytes();
+        let threads = args.workers.unwrap_or_else(default_workers);
+        let stream = args.stream || bytes > PRELOAD_BYTES;
+        if !stream {
+            let bar = progress::bar(dataset.len() as u64, "decode");
+            dataset.preload(threads, &mut |done, _| bar.set_position(done as u64));
+            bar.finish_and_clear();
+        }
+        let workers = if stream { threads } else { 0 };
+        let loader = Loader::new(Arc::new(dataset), state, workers, 4 * threads);
+        let mut data = Self {
+            loader,
+            log: run.dir().join("data.log"),
+            unlogged: Vec::new(),
+            description: String::new(),
+            left_out: (unreadable, short.len()),
+        };
+        let mut notes = notes;
+        if !short.is_empty() {
+            notes.push(format!("{} too short", short.len()));
+        }
+        notes.push(if stream {
+            format!("streamed by {threads} decoding threads")
+        } else {
+            format!("{:.0} MB decoded in memory", bytes as f64 / 1e6)
+        });
+        data.description = format!(
+            "{} clips from {} ({})",
+            data.loader.dataset().len(),
+            args.data.display(),
+            notes.join(", ")
+        );
+        let line = format!(
+            "{}, {}",
+            data.description,
+            if state.cursor > 0 {
+                format!("resuming at example {}", state.cursor)
+            } else {
+                "from the first example".into()
+            }
+        );
+        data.log(&line);
+        Ok(data)
     }
 
-    /// A random training example of `frames` frames at `stride`, `width x height`: random clip,
-    /// random start frame, random crop covering `augment.crop_min`-100 % of the largest window
-    /// of the target aspect, and (if `augment.flip`) a random horizontal flip. Returns the
-    /// clip's index and the example.
-    pub fn sample(
-        &self,
-        rng: &mut impl Rng,
-        frames: usize,
-        stride: usize,
-        (width, height): (u32, u32),
-        augment: Augment,
-    ) -> (usize, Clip) {
-        let index = rng.random_range(0..self.clips.len());
-        let clip = &self.clips[index];
-        let span = stride * (frames - 1) + 1;
-        let offset = rng.random_range(0..=clip.len() - span);
-        let clip = clip
-            .sample(frames, stride, offset)
-            .expect("clip length checked at load");
-        // The largest window of the target aspect, then 80-100 % of it.
-        let full = clip.center_crop_to_aspect(width, height);
-        let scale = rng.random_range(augment.crop_min..=1.0);
-        let cw = ((full.width() as f64 * scale) as u32).max(1);
-        let ch = ((full.height() as f64 * scale) as u32).max(1);
-        let x = rng.random_range(0..=clip.width() - cw);
-        let y = rng.random_range(0..=clip.height() - ch);
-        let mut out = clip.crop(x, y, cw, ch).resize(width, height);
-        if augment.flip && rng.random_bool(0.5) {
-            for f in &mut out.frames {
-                imageops::flip_horizontal_in_place(f);
+    /// The clips, where from, what was left out and how they are decoded, in words.
+    pub fn describe(&self) -> &str {
+        &self.description
+    }
+
+    /// The clip files, in the order examples number them.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.loader
+            .dataset()
+            .videos()
+            .iter()
+            .map(|v| v.path().to_path_buf())
+            .collect()
+    }
+
+    /// Whether every example of a clip is that whole clip (see `Dataset::fixed_examples`).
+    pub fn fixed_examples(&self) -> bool {
+        self.loader.dataset().fixed_examples()
+    }
+
+    /// The next `n` examples. A clip that cannot be decoded is named once (on stderr above
+    /// `bar`, and in the run's `data.log`) and skipped from then on.
+    pub fn next_batch(&mut self, n: usize, bar: &indicatif::ProgressBar) -> Result<Vec<Example>> {
+        let (examples, skipped) = self.loader.next_batch(n)?;
+        for s in skipped {
+            // Above the bar when it is drawn, on stderr in any case.
+            bar.suspend(|| {
+                eprintln!(
+                    "warning: skipping {} from now on: {}",
+                    s.path.display(),
+                    s.reason
+                )
+            });
+            self.log(&format!("skipped {}: {}", s.path.display(), s.reason));
+        }
+        self.flush_log();
+        Ok(examples)
+    }
+
+    /// Where the run is in its data.
+    pub fn state(&self) -> LoaderState {
+        self.loader.state()
+    }
+
+    /// The words for the final line: how many clips were skipped, and why.
+    pub fn summary(&self) -> String {
+        let (unreadable, short) = self.left_out;
+        let damaged = self.loader.skipped().len();
+        let parts: Vec<String> = [
+            (unreadable, "unreadable"),
+            (short, "too short"),
+            (damaged, "failed to decode while training"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, why)| format!("{n} {why}"))
+        .collect();
+        match unreadable + short + damaged {
+            0 => "no clip skipped".into(),
+            1 => format!("1 clip skipped ({})", parts.join(", ")),
+            n => format!("{n} clips skipped ({})", parts.join(", ")),
+        }
+    }
+
+    /// Appends a line to the run's `data.log` (written with the next batch, or by
+    /// [`Self::flush_log`]).
+    pub fn log(&mut self, line: &str) {
+        self.unlogged.push(line.to_string());
+    }
+
+    /// Writes the lines logged so far, once the run folder exists (best effort: the log is
+    /// for reading, nothing depends on it).
+    pub fn flush_log(&mut self) {
+        if self.unlogged.is_empty() || !self.log.parent().is_some_and(Path::is_dir) {
+            return;
+        }
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+        {
+            for line in self.unlogged.drain(..) {
+                let _ = writeln!(f, "{line}");
             }
         }
-        (index, out)
     }
 }
 
-/// Random changes to training examples.
-#[derive(Debug, Clone, Copy)]
-pub struct Augment {
-    /// The smallest crop, as a fraction of the largest window (1: whole frames), at least
-    /// [`MIN_CROP`] (clips are shrunk on loading to what such a crop needs).
-    pub crop_min: f64,
-    /// Mirror half of the examples horizontally.
-    pub flip: bool,
+/// Decoding threads when `--workers` is not given: half the cores (the rest train).
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
-/// `clip` scaled down (never up) so that a `MIN_CROP` crop of its largest `width : height`
-/// window is still at least `width x height`.
-fn shrink(clip: &Clip, width: u32, height: u32) -> Clip {
-    let window = clip.center_crop_to_aspect(width, height);
-    let needed = width as f64 / (MIN_CROP * window.width() as f64);
-    if needed >= 1.0 {
-        return clip.clone();
+/// The readable clips of `args.data` (and `--split`), warning once about each file left out,
+/// and notes on what was left out.
+fn index(args: &DataArgs) -> Result<(Vec<Video>, Vec<String>, usize)> {
+    let reader = VideoReader::new();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let bar = progress::bar(0, "index");
+    let index = Index::build(&args.data, reader, threads, &mut |p| match p {
+        IndexProgress::Probed { done, total } => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    })?;
+    bar.finish_and_clear();
+    let (videos, missing) = clips_in(&index, args.split.as_deref())?;
+    let mut notes = Vec::new();
+    if let Some(split) = &args.split {
+        notes.push(format!("those {} lists", split.display()));
+        if !missing.is_empty() {
+            eprintln!(
+                "warning: {} of the clips {} lists are not readable clips of {} (e.g. '{}')",
+                missing.len(),
+                split.display(),
+                args.data.display(),
+                missing[0]
+            );
+        }
     }
-    let w = ((clip.width() as f64 * needed).ceil() as u32).max(width);
-    let h = ((clip.height() as f64 * needed).ceil() as u32).max(height);
-    clip.resize(w, h)
+    if videos.is_empty() {
+        bail!(
+            "{}: no readable clips found (expected {} files, or folders of PNG frames, at the \
+             top or in class folders){}",
+            args.data.display(),
+            cmd_video::INPUT_FORMATS,
+            match &index.unreadable[..] {
+                [] => String::new(),
+                [(path, why)] => format!("; 1 could not be read: {}: {why}", path.display()),
+                [(path, why), rest @ ..] => format!(
+                    "; {} could not be read, e.g. {}: {why}",
+                    rest.len() + 1,
+                    path.display()
+                ),
+            }
+        );
+    }
+    for (path, why) in &index.unreadable {
+        eprintln!("warning: skipping {}: {why}", path.display());
+    }
+    if !index.unreadable.is_empty() {
+        notes.push(format!("{} unreadable", index.unreadable.len()));
+    }
+    match index.ignored {
+        0 => {}
+        1 => notes.push("1 other file ignored".into()),
+        n => notes.push(format!("{n} other files ignored")),
+    }
+    if !reader.has_ffmpeg() {
+        notes.push("FFmpeg not found: built-in decoders only".into());
+    }
+    Ok((videos, notes, index.unreadable.len()))
 }
 
-/// The entries of a folder.
-fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    Ok(std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot read the data folder", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect())
-}
-
-fn has_png(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.filter_map(|e| e.ok()).any(|e| {
-            e.path()
-                .extension()
-                .is_some_and(|x| x.eq_ignore_ascii_case("png"))
-        })
-    })
+/// The augmentation of a trainer: crops from `crop_min`, flips if asked.
+pub fn augment(crop_min: f64, flip: bool) -> Result<Augment> {
+    ensure!(
+        (MIN_CROP..=1.0).contains(&crop_min),
+        "--crop-min must be in [{MIN_CROP}, 1], found {crop_min}"
+    );
+    Ok(Augment { crop_min, flip })
 }

@@ -14,10 +14,12 @@ use burn::tensor::Tensor;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use cmd_video::dataset::{Augment, Example};
+
 use crate::checkpoint::{Run, TrainState};
 use crate::cli::DiffusionTrainArgs;
 use crate::content::{ema_decay, ema_update};
-use crate::data::{Augment, MIN_CROP};
+use crate::data::TrainingData;
 use crate::parallel::{DataParallel, Shard};
 use crate::progress;
 use crate::train::open_metrics;
@@ -49,24 +51,17 @@ impl DiffusionTrainArgs {
             self.ema
         );
         ensure!(
-            (MIN_CROP..=1.0).contains(&self.crop_min),
-            "--crop-min must be in [{MIN_CROP}, 1], found {}",
-            self.crop_min
-        );
-        ensure!(
             (0.0..=1.0).contains(&self.empty_prompt),
             "--empty-prompt must be in [0, 1], found {}",
             self.empty_prompt
         );
-        Ok(())
+        self.augment()?;
+        self.data.check()
     }
 
     /// The augmentation these arguments ask for.
-    pub fn augment(&self) -> Augment {
-        Augment {
-            crop_min: self.crop_min,
-            flip: self.flip,
-        }
+    pub fn augment(&self) -> Result<Augment> {
+        crate::data::augment(self.crop_min, self.flip)
     }
 }
 
@@ -95,10 +90,10 @@ pub fn step_rng(seed: u64, step: usize) -> StdRng {
     StdRng::seed_from_u64(seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
-/// Optimises `model` from `state` to `plan.steps`. `loss_of(model, rng, shard)` is the mean
-/// loss over the shard's clips of the step's batch; it is called once per device (each in its
-/// own thread) with the same generator state, so every shard draws the same batch and keeps its
-/// own part.
+/// Optimises `model` from `state` to `plan.steps` on examples from `data`. `loss_of(model,
+/// examples, rng, shard)` is the mean loss over the shard's part of the step's examples; it is
+/// called once per device (each in its own thread) with the same generator state, so every
+/// shard draws the same noise and keeps its own part.
 #[allow(clippy::too_many_arguments)]
 pub fn fit<M: Module + Clone>(
     run: &Run,
@@ -107,7 +102,8 @@ pub fn fit<M: Module + Clone>(
     mut ema: M,
     mut optim: ModuleOptimizer,
     mut state: TrainState,
-    loss_of: impl Fn(&M, &mut StdRng, &Shard) -> Result<Tensor<1>> + Sync,
+    data: &mut TrainingData,
+    loss_of: impl Fn(&M, &[Example], &mut StdRng, &Shard) -> Result<Tensor<1>> + Sync,
 ) -> Result<()> {
     let mut metrics = open_metrics(run, state.step)?;
     let bar = progress::bar(plan.steps as u64, plan.label);
@@ -117,8 +113,9 @@ pub fn fit<M: Module + Clone>(
     while state.step < plan.steps {
         let step = state.step;
         let seed = state.seed;
+        let examples = data.next_batch(plan.batch, &bar)?;
         let (value, grads) = plan.parallel.step(&model, plan.batch, |replica, shard| {
-            loss_of(replica, &mut step_rng(seed, step), shard)
+            loss_of(replica, &examples, &mut step_rng(seed, step), shard)
         })?;
         if !value.is_finite() {
             bar.abandon();
@@ -134,6 +131,7 @@ pub fn fit<M: Module + Clone>(
         ema = ema_update(ema, &model.valid(), ema_decay(plan.ema, step));
         state.step += 1;
         state.loss = value;
+        state.data = Some(data.state());
         writeln!(
             metrics,
             "{},{value:.6},{:.3e},{:.1}",
@@ -156,12 +154,16 @@ pub fn fit<M: Module + Clone>(
         }
     }
     bar.finish();
-    eprintln!(
-        "done: {} steps, last loss {:.4}, {:.1} min; checkpoint in {}",
+    let done = format!(
+        "done: {} steps, last loss {:.4}, {:.1} min, {}; checkpoint in {}",
         state.step,
         state.loss,
         started.elapsed().as_secs_f64() / 60.0,
+        data.summary(),
         run.dir().display()
     );
+    data.log(&done);
+    data.flush_log();
+    eprintln!("{done}");
     Ok(())
 }

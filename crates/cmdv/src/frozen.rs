@@ -13,11 +13,12 @@ use cmd_model::tokenizer::ClipTokenizer;
 use cmd_model::vae::{Vae, VaeConfig};
 use cmd_model::{Autoencoder, Encoded};
 use cmd_video::Clip;
+use cmd_video::dataset::Example;
 
 use crate::tensor_io::{clips_to_tensor, to_vec};
 
 /// Content frames and motion latents of training clips, kept on the host by clip index. For
-/// data whose examples are whole clips (see `ClipFolder::fixed_examples`) the frozen models
+/// data whose examples are whole clips (see `Dataset::fixed_examples`) the frozen models
 /// then see each clip once instead of at every step. Each clip is encoded on its own, so a
 /// kept value never depends on the batch it first came in (a resumed run computes the same
 /// numbers as an uninterrupted one). Shared by the training threads of several devices.
@@ -86,24 +87,26 @@ impl Frozen {
         }
     }
 
-    /// Content frames and motion latents of training clips, `indices` naming them for `cache`
-    /// (without one, every clip is encoded now, in one batch).
+    /// Content frames and motion latents of training examples, kept in `cache` by their clip
+    /// (without one, every example is encoded now, in one batch).
     pub fn encode_examples(
         &self,
-        clips: &[Clip],
-        indices: &[usize],
+        examples: &[Example],
         cache: Option<&EncodingCache>,
         device: &Device,
     ) -> Result<(Tensor<4>, Tensor<4>)> {
         let Some(cache) = cache else {
-            let encoded = self.encode(clips_to_tensor(clips, device));
+            let clips: Vec<Clip> = examples.iter().map(|e| e.frames.clone()).collect();
+            let encoded = self.encode(clips_to_tensor(&clips, device));
             return Ok((encoded.content, encoded.motion));
         };
-        for (clip, index) in clips.iter().zip(indices) {
-            if !cache.lock().contains_key(index) {
-                let encoded = self.encode(clips_to_tensor(std::slice::from_ref(clip), device));
+        let indices: Vec<usize> = examples.iter().map(|e| e.clip).collect();
+        for example in examples {
+            if !cache.lock().contains_key(&example.clip) {
+                let clip = std::slice::from_ref(&example.frames);
+                let encoded = self.encode(clips_to_tensor(clip, device));
                 let entry = [host(encoded.content)?, host(encoded.motion)?];
-                cache.lock().entry(*index).or_insert(entry);
+                cache.lock().entry(example.clip).or_insert(entry);
             }
         }
         let kept = cache.lock();
@@ -175,22 +178,24 @@ mod tests {
                 .collect();
             Clip::new(frames, 8.0).unwrap()
         };
-        let clips = [clip(1), clip(2), clip(1)];
-        let (content, motion) = frozen
-            .encode_examples(&clips, &[4, 9, 4], None, &device)
-            .unwrap();
+        let example = |clip_index, seed| Example {
+            clip: clip_index,
+            frames: clip(seed),
+        };
+        let examples = [example(4, 1), example(9, 2), example(4, 1)];
+        let (content, motion) = frozen.encode_examples(&examples, None, &device).unwrap();
         let cache = EncodingCache::default();
         let (kept_content, kept_motion) = frozen
-            .encode_examples(&clips, &[4, 9, 4], Some(&cache), &device)
+            .encode_examples(&examples, Some(&cache), &device)
             .unwrap();
         assert_eq!(cache.lock().len(), 2, "clip 4 is encoded once");
         assert_eq!(kept_content.dims(), content.dims());
         assert!(close(kept_content.clone(), content));
         assert!(close(kept_motion, motion));
         // Kept values are used from then on, whatever the clips passed are.
-        let other = [clip(3)];
+        let other = [example(9, 3)];
         let (again, _) = frozen
-            .encode_examples(&other, &[9], Some(&cache), &device)
+            .encode_examples(&other, Some(&cache), &device)
             .unwrap();
         assert!(close(again, kept_content.narrow(0, 1, 1)));
     }

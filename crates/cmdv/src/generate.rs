@@ -9,14 +9,14 @@ use cmd_model::pipelines::{CmdPipeline, Codec, GenerateOptions, SamplingOptions,
 use cmd_video::Clip;
 use indicatif::ProgressBar;
 
-use crate::checkpoint::load_autoencoder;
 use crate::cli::{AnimateArgs, ExportArgs, GenerateArgs, SamplingArgs, TransferArgs};
 use crate::latents::{FrameVae, recorded};
+use crate::reconstruct::read_fitted;
 use crate::tensor_io::{clips_to_tensor, to_vec};
 use crate::{device, motion, progress, sd_folder};
 
-/// Frames per second of written clips.
-const FPS: f32 = 8.0;
+/// Frames per second a picture is given (one frame; the rate is never shown).
+const PICTURE_FPS: f32 = 8.0;
 
 fn options(args: &SamplingArgs) -> Result<GenerateOptions> {
     ensure!(args.steps > 0, "--steps must be positive");
@@ -65,16 +65,20 @@ impl StageBars {
     }
 }
 
-/// The frames of a video (`[1, L, 3, H, W]` in `[-1, 1]`) as a clip.
-pub fn clip_of(video: &Video) -> Result<Clip> {
+/// The frames of a video (`[1, L, 3, H, W]` in `[-1, 1]`) as a clip playing at `fps`.
+pub fn clip_of(video: &Video, fps: f32) -> Result<Clip> {
     let [_, l, _, h, w] = video.frames.dims();
     let values = to_vec(video.frames.clone())?;
-    Ok(Clip::from_signed_f32(&values, l, h as u32, w as u32, FPS))
+    Ok(Clip::from_signed_f32(&values, l, h as u32, w as u32, fps))
 }
 
-/// Writes the frames of a video.
-fn write(video: &Video, out: &Path) -> Result<()> {
-    cmd_video::write_clip(out, &clip_of(video)?)?;
+/// Writes the frames of a video, to play at `fps`.
+fn write(video: &Video, out: &Path, fps: f32) -> Result<()> {
+    ensure!(
+        fps.is_finite() && fps > 0.0,
+        "--fps must be a positive number, found {fps}"
+    );
+    cmd_video::write_clip(out, &clip_of(video, fps)?)?;
     eprintln!("wrote {}", out.display());
     Ok(())
 }
@@ -86,7 +90,7 @@ fn warn_truncated(video: &Video) {
 }
 
 /// The teaching model shipped in the repository, the default of `--model`.
-const SHIPPED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/teaching");
+pub const SHIPPED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/teaching");
 
 /// A model folder (`model.json`), a motion run, or (`None`) the shipped model.
 pub fn load_model(model: Option<&Path>, device: &Device) -> Result<CmdPipeline> {
@@ -138,7 +142,7 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         bars.report(st, d, t)
     })?;
     warn_truncated(&video);
-    write(&video, &s.out)
+    write(&video, &s.out, s.fps)
 }
 
 /// A picture as a content frame of the codec: centre-cropped to its aspect, resized, and in
@@ -154,7 +158,7 @@ fn picture_to_content(codec: &Codec, path: &Path, device: &Device) -> Result<Ten
             image.height()
         );
     }
-    let clip = Clip::new(vec![image], FPS)
+    let clip = Clip::new(vec![image], PICTURE_FPS)
         .expect("one frame")
         .fit(w as u32, h as u32);
     let x = clips_to_tensor(&[clip], device); // [1, 1, 3, H, W]
@@ -172,31 +176,13 @@ pub fn animate(args: &AnimateArgs) -> Result<()> {
         bars.report(st, d, t)
     })?;
     warn_truncated(&video);
-    write(&video, &s.out)
-}
-
-/// The first `frames` frames of a clip, fitted to `width x height`, as `[1, L, 3, H, W]`.
-fn read_frames(
-    path: &Path,
-    frames: usize,
-    (h, w): (usize, usize),
-    device: &Device,
-) -> Result<Tensor<5>> {
-    let clip = cmd_video::read_clip(path, Some(frames))?;
-    if clip.len() < frames {
-        bail!(
-            "{}: has {} frames, the model takes {frames}",
-            path.display(),
-            clip.len()
-        );
-    }
-    Ok(clips_to_tensor(&[clip.fit(w as u32, h as u32)], device))
+    write(&video, &s.out, s.fps)
 }
 
 pub fn transfer(args: &TransferArgs) -> Result<()> {
     let device = device::open(args.device)?;
-    let autoencoder = load_autoencoder(&args.ae, &device)?;
-    let vae = match recorded(&args.ae)? {
+    let (autoencoder, note) = crate::reconstruct::autoencoder(args.ae.as_deref(), &device)?;
+    let vae = match args.ae.as_deref().map(recorded).transpose()?.flatten() {
         Some(folder) => {
             let vae = FrameVae::load(&folder, &device)?;
             Some((vae.config.clone(), vae.into_vae()))
@@ -205,8 +191,20 @@ pub fn transfer(args: &TransferArgs) -> Result<()> {
     };
     let codec = Codec { autoencoder, vae };
     let frames = codec.autoencoder.config().frames;
-    let size = codec.frame_size();
-    let a = read_frames(&args.content, frames, size, &device)?;
-    let b = read_frames(&args.motion, frames, size, &device)?;
-    write(&codec.transfer(a, b), &args.out)
+    let (h, w) = codec.frame_size();
+    let read = |path: &Path| {
+        read_fitted(path, &args.frames, frames, (w as u32, h as u32)).map(|clip| {
+            (
+                clips_to_tensor(std::slice::from_ref(&clip), &device),
+                clip.fps,
+            )
+        })
+    };
+    let (a, _) = read(&args.content)?;
+    let (b, fps) = read(&args.motion)?;
+    write(&codec.transfer(a, b), &args.out, fps)?;
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
+    Ok(())
 }

@@ -1,33 +1,94 @@
 //! `cmdv reconstruct`: a clip -> content frame + motion latent -> clip, with pictures and scores.
 
-use anyhow::{Context, Result, anyhow, bail};
-use cmd_model::OutputMode;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
 use cmd_model::metrics::{psnr, ssim};
-use cmd_video::{Clip, gif, png, read_clip, views};
+use cmd_model::{Autoencoder, OutputMode};
+use cmd_video::{Clip, Video, gif, png, views};
 
 use crate::checkpoint::load_autoencoder;
-use crate::cli::ReconstructArgs;
+use crate::cli::{FramesArgs, ReconstructArgs};
 use crate::device;
+use crate::generate::SHIPPED_MODEL;
 use crate::tensor_io::{clips_to_tensor, to_vec};
+
+/// The autoencoder `--ae` names, or the shipped model's, with a note to show once the
+/// command has done its work (so an error stays the only thing said).
+pub fn autoencoder(
+    ae: Option<&Path>,
+    device: &burn::tensor::Device,
+) -> Result<(Autoencoder, Option<String>)> {
+    match ae {
+        Some(path) => Ok((load_autoencoder(path, device)?, None)),
+        None => {
+            let path = Path::new(SHIPPED_MODEL);
+            let model = load_autoencoder(path, device)
+                .context("no --ae given, and the shipped model's autoencoder cannot be loaded")?;
+            let cfg = model.config();
+            let note = format!(
+                "used the shipped model's autoencoder ('{}', {}x{}; --ae names another)",
+                cfg.name, cfg.width, cfg.height
+            );
+            Ok((model, Some(note)))
+        }
+    }
+}
+
+/// The frames `frames` selects from the video at `path`, fitted to `width x height`
+/// (centre-cropped to that aspect, then resized), saying what was done.
+pub fn read_fitted(
+    path: &Path,
+    frames: &FramesArgs,
+    count: usize,
+    (width, height): (u32, u32),
+) -> Result<Clip> {
+    let video = Video::open(path)?;
+    let info = video.info();
+    let clip = video.read(&frames.take(count))?;
+    eprintln!(
+        "{}: {}x{} {}, {} frames at {:.3} fps; took {count} frames at {:.3} fps",
+        path.display(),
+        info.width,
+        info.height,
+        info.codec,
+        info.frames(),
+        info.fps(),
+        clip.fps
+    );
+    if (clip.width(), clip.height()) != (width, height) {
+        let window = clip.center_crop_to_aspect(width, height);
+        let cropped = if (window.width(), window.height()) != (clip.width(), clip.height()) {
+            format!(
+                "centre-cropped to {}x{} and ",
+                window.width(),
+                window.height()
+            )
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "{}: {cropped}resized to the model's {width}x{height}",
+            path.display()
+        );
+        return Ok(window.resize(width, height));
+    }
+    Ok(clip)
+}
 
 pub fn run(args: &ReconstructArgs) -> Result<()> {
     let device = device::open(args.device)?;
-    let model = load_autoencoder(&args.ae, &device)?;
+    let (model, note) = autoencoder(args.ae.as_deref(), &device)?;
     let cfg = model.config().clone();
     if cfg.output != OutputMode::Pixel {
         bail!(
-            "{}: '{}' is a latent-mode autoencoder; reconstructing video through the Stable \
+            "'{}' is a latent-mode autoencoder; reconstructing video through the Stable \
              Diffusion VAE is not supported yet",
-            args.ae.display(),
             cfg.name
         );
     }
     let (l, h, w) = (cfg.frames, cfg.height, cfg.width);
-    let needed = args.offset + args.stride.max(1) * (l - 1) + 1;
-    let clip = read_clip(&args.input, Some(needed))?
-        .sample(l, args.stride, args.offset)
-        .map_err(|e| anyhow!("{}: {e}", args.input.display()))?
-        .fit(w as u32, h as u32);
+    let clip = read_fitted(&args.input, &args.frames, l, (w as u32, h as u32))?;
 
     let x = clips_to_tensor(std::slice::from_ref(&clip), &device);
     let (encoded, recon) = model.forward(x);
@@ -59,6 +120,9 @@ pub fn run(args: &ReconstructArgs) -> Result<()> {
     gif::write(&args.out.join("input.gif"), &clip)?;
     gif::write(&args.out.join("recon.gif"), &recon_clip)?;
 
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
     if args.json {
         let json = serde_json::json!({ "psnr": score_psnr, "ssim": score_ssim, "frames": l });
         println!("{json}");

@@ -12,8 +12,7 @@ use cmd_video::Clip;
 
 use crate::checkpoint::{Run, TrainState};
 use crate::cli::TrainAeArgs;
-use crate::data::{Augment, ClipFolder, MIN_CROP};
-use crate::fit::step_rng;
+use crate::data::TrainingData;
 use crate::parallel::DataParallel;
 use crate::tensor_io::{clips_to_tensor, to_scalar};
 use crate::{latents, progress};
@@ -40,6 +39,7 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         "--lr must be a positive number, found {}",
         args.lr
     );
+    args.data.check()?;
     let config = AutoencoderConfig::preset(&args.preset)?;
     let latent = config.output == OutputMode::Latent;
     match (&args.vae, latent) {
@@ -93,11 +93,7 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         device.seed(args.seed);
         let model = config.init(&device)?;
         run.start(&config)?;
-        let state = TrainState {
-            step: 0,
-            seed: args.seed,
-            loss: f64::NAN,
-        };
+        let state = TrainState::new(args.seed);
         (model, optimizer(), state)
     };
     if state.step >= args.steps {
@@ -109,14 +105,21 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         return Ok(());
     }
 
-    let span = args.stride * (config.frames - 1) + 1;
-    let data = ClipFolder::load(&args.data, span, width, height)?;
+    // Every example is mirrored at random: an autoencoder has no words to contradict.
+    let augment = crate::data::augment(cmd_video::dataset::MIN_CROP, true)?;
+    let mut data = TrainingData::open(
+        &args.data,
+        (config.frames, width, height),
+        augment,
+        state.seed,
+        &state.data(args.batch),
+        &run,
+    )?;
     eprintln!(
-        "training '{}' ({} parameters) on {} clips from {}",
+        "training '{}' ({} parameters) on {}",
         config.name,
         burn::module::Module::num_params(&model),
-        data.len(),
-        args.data.display()
+        data.describe()
     );
     let mut metrics = open_metrics(&run, state.step)?;
     let bar = progress::bar(args.steps as u64, "train-ae");
@@ -129,7 +132,7 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
     let mut pending: Option<(Autoencoder, ModuleOptimizer, TrainState)> = None;
     while state.step < args.steps {
         let step = state.step;
-        let clips = batch(&data, &config, args, (width, height), state.seed, step);
+        let clips = frames_of(data.next_batch(args.batch, &bar)?);
         let (value, grads) = parallel.step(&model, args.batch, |replica, shard| {
             let x = frames(&clips[shard.range.clone()], shard.index);
             let (_, recon) = replica.forward(x.clone());
@@ -146,6 +149,7 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         model = optim.step(lr, model, grads);
         state.step += 1;
         state.loss = value;
+        state.data = Some(data.state());
 
         writeln!(
             metrics,
@@ -161,10 +165,7 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         }
     }
     if let Some((m, o, s)) = pending {
-        let x = frames(
-            &batch(&data, &config, args, (width, height), s.seed, s.step),
-            0,
-        );
+        let x = frames(&frames_of(data.next_batch(args.batch, &bar)?), 0);
         let (_, recon) = m.forward(x.clone());
         let value = to_scalar(m.loss(recon, x))?;
         if !value.is_finite() {
@@ -174,14 +175,23 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         run.save(&m, &o, &s)?;
     }
     bar.finish();
-    eprintln!(
-        "done: {} steps, last loss {:.4}, {:.1} min; checkpoint in {}",
+    let done = format!(
+        "done: {} steps, last loss {:.4}, {:.1} min, {}; checkpoint in {}",
         state.step,
         state.loss,
         started.elapsed().as_secs_f64() / 60.0,
+        data.summary(),
         args.out.display()
     );
+    data.log(&done);
+    data.flush_log();
+    eprintln!("{done}");
     Ok(())
+}
+
+/// The frames of a batch of examples.
+pub(crate) fn frames_of(examples: Vec<cmd_video::dataset::Example>) -> Vec<Clip> {
+    examples.into_iter().map(|e| e.frames).collect()
 }
 
 /// Linear warm-up over `--warmup` steps, then a cosine decay to a tenth of `--lr` at `--steps`.
@@ -193,34 +203,6 @@ fn learning_rate(peak: f64, warmup: usize, steps: usize, step: usize) -> f64 {
     let progress = (step - warmup) as f64 / steps.saturating_sub(warmup).max(1) as f64;
     let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
     peak * (0.1 + 0.9 * cosine)
-}
-
-/// The clips of step `step`: one generator per step, so a resumed run sees the same batches it
-/// would have seen.
-fn batch(
-    data: &ClipFolder,
-    config: &AutoencoderConfig,
-    args: &TrainAeArgs,
-    (w, h): (u32, u32),
-    seed: u64,
-    step: usize,
-) -> Vec<Clip> {
-    let mut rng = step_rng(seed, step);
-    (0..args.batch)
-        .map(|_| {
-            data.sample(
-                &mut rng,
-                config.frames,
-                args.stride,
-                (w, h),
-                Augment {
-                    crop_min: MIN_CROP,
-                    flip: true,
-                },
-            )
-            .1
-        })
-        .collect()
 }
 
 /// The error for a non-finite loss, naming the checkpoint that was kept.

@@ -9,15 +9,13 @@ use burn::module::Module;
 use cmd_model::OutputMode;
 use cmd_model::pipelines::standard_normal;
 use cmd_model::schedulers::NoiseSchedule;
-use cmd_video::Clip;
 use rand::Rng;
-use rand::rngs::StdRng;
 
 use crate::captions;
 use crate::checkpoint::{Run, TrainState, load_autoencoder, load_record};
-use crate::cli::{DiffusionTrainArgs, TrainContentArgs};
+use crate::cli::TrainContentArgs;
 use crate::content::{self, ContentRunConfig, PRESET_BASES, text_encoder_path};
-use crate::data::ClipFolder;
+use crate::data::TrainingData;
 use crate::fit::{Plan, adam, fit};
 use crate::frozen::{EncodingCache, Frozen};
 use crate::parallel::DataParallel;
@@ -119,12 +117,7 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         }
         let unet = model.unet.clone();
         let ema = unet.valid();
-        let state = TrainState {
-            step: 0,
-            seed: args.train.seed,
-            loss: f64::NAN,
-        };
-        (unet, ema, adam(), state)
+        (unet, ema, adam(), TrainState::new(args.train.seed))
     };
     let frozen = Frozen {
         ae,
@@ -141,28 +134,27 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         return Ok(());
     }
 
-    let pixels = ae_config.height * model.vae.as_ref().map_or(1, |(c, _)| c.scale_factor());
-    let span = args.train.stride * (ae_config.frames - 1) + 1;
-    let data = ClipFolder::load(&args.train.data, span, pixels as u32, pixels as u32)?;
-    let captions = captions::for_clips(
+    let pixels =
+        (ae_config.height * model.vae.as_ref().map_or(1, |(c, _)| c.scale_factor())) as u32;
+    let mut data = TrainingData::open(
         &args.train.data,
-        data.paths(),
+        (ae_config.frames, pixels, pixels),
+        args.train.augment()?,
+        state.seed,
+        &state.data(args.train.batch),
+        &run,
+    )?;
+    let captions = captions::for_clips(
+        &args.train.data.data,
+        &data.paths(),
         args.train.captions.as_deref(),
     )?;
     eprintln!(
-        "training the content UNet ({} parameters) on {} captioned clips from {}",
+        "training the content UNet ({} parameters) on {}",
         unet.num_params(),
-        data.len(),
-        args.train.data.display()
+        data.describe()
     );
     let schedule = NoiseSchedule::new(&model.scheduler);
-    let batcher = Batcher {
-        data: &data,
-        captions: &captions,
-        args: &args.train,
-        frames: ae_config.frames,
-        pixels,
-    };
     let plan = Plan {
         steps: args.train.steps,
         checkpoint_every: args.train.checkpoint_every,
@@ -173,81 +165,52 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         batch: args.train.batch,
         parallel: &parallel,
     };
-    let cache = batcher.fixed().then(|| {
+    let cache = data.fixed_examples().then(|| {
         eprintln!("every example is a whole clip: each is encoded once and kept");
         EncodingCache::default()
     });
-    fit(&run, &plan, unet, ema, optim, state, |unet, rng, shard| {
-        let (indices, clips, prompts) = batcher.draw(rng);
-        let t: Vec<usize> = (0..args.train.batch)
-            .map(|_| rng.random_range(0..schedule.len()))
-            .collect();
-        let noise_seed = rng.random();
-        let (range, device) = (shard.range.clone(), shard.device);
-        let frozen = &frozen[shard.index];
-        let (x0, _) = frozen.encode_examples(
-            &clips[range.clone()],
-            &indices[range.clone()],
-            cache.as_ref(),
-            device,
-        )?;
-        let (context, _) =
-            frozen.encode_prompts(&model.tokenizer, &prompts[range.clone()], device)?;
-        let t = &t[range.clone()];
-        let mut shape = x0.dims();
-        shape[0] = args.train.batch;
-        let noise = standard_normal(shape, noise_seed, device).narrow(0, range.start, range.len());
-        let x_t = schedule.add_noise(x0.clone(), noise.clone(), t);
-        let target = schedule.training_target(model.scheduler.prediction_type, x0, noise, t);
-        let t: Vec<f64> = t.iter().map(|t| *t as f64).collect();
-        Ok((unet.forward(x_t, &t, &context) - target)
-            .powi_scalar(2)
-            .mean())
-    })
-}
-
-/// Draws a step's clips and prompts.
-struct Batcher<'a> {
-    data: &'a ClipFolder,
-    captions: &'a [String],
-    args: &'a DiffusionTrainArgs,
-    frames: usize,
-    pixels: usize,
-}
-
-impl Batcher<'_> {
-    /// The clips' indices, the clips and their prompts (empty for the null condition).
-    fn draw(&self, rng: &mut StdRng) -> (Vec<usize>, Vec<Clip>, Vec<String>) {
-        let size = self.pixels as u32;
-        let mut out = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..self.args.batch {
-            let (i, clip) = self.data.sample(
-                rng,
-                self.frames,
-                self.args.stride,
-                (size, size),
-                self.args.augment(),
-            );
-            let prompt = if rng.random_bool(self.args.empty_prompt) {
-                String::new()
-            } else {
-                self.captions[i].clone()
-            };
-            out.0.push(i);
-            out.1.push(clip);
-            out.2.push(prompt);
-        }
-        out
-    }
-
-    /// Whether every example is a whole clip (see [`ClipFolder::fixed_examples`]).
-    fn fixed(&self) -> bool {
-        let size = self.pixels as u32;
-        self.data.fixed_examples(
-            self.frames,
-            self.args.stride,
-            (size, size),
-            self.args.augment(),
-        )
-    }
+    let train = &args.train;
+    fit(
+        &run,
+        &plan,
+        unet,
+        ema,
+        optim,
+        state,
+        &mut data,
+        |unet, examples, rng, shard| {
+            // The null condition (the empty prompt) for a fraction of the examples.
+            let prompts: Vec<String> = examples
+                .iter()
+                .map(|e| {
+                    if rng.random_bool(train.empty_prompt) {
+                        String::new()
+                    } else {
+                        captions[e.clip].clone()
+                    }
+                })
+                .collect();
+            let t: Vec<usize> = (0..args.train.batch)
+                .map(|_| rng.random_range(0..schedule.len()))
+                .collect();
+            let noise_seed = rng.random();
+            let (range, device) = (shard.range.clone(), shard.device);
+            let frozen = &frozen[shard.index];
+            let (x0, _) =
+                frozen.encode_examples(&examples[range.clone()], cache.as_ref(), device)?;
+            let (context, _) =
+                frozen.encode_prompts(&model.tokenizer, &prompts[range.clone()], device)?;
+            let t = &t[range.clone()];
+            let mut shape = x0.dims();
+            shape[0] = args.train.batch;
+            let noise =
+                standard_normal(shape, noise_seed, device).narrow(0, range.start, range.len());
+            let x_t = schedule.add_noise(x0.clone(), noise.clone(), t);
+            let target = schedule.training_target(model.scheduler.prediction_type, x0, noise, t);
+            let t: Vec<f64> = t.iter().map(|t| *t as f64).collect();
+            Ok((unet.forward(x_t, &t, &context) - target)
+                .powi_scalar(2)
+                .mean())
+        },
+    )
 }

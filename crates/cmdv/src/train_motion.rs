@@ -16,7 +16,7 @@ use crate::captions;
 use crate::checkpoint::{Run, TrainState, load_autoencoder, load_record};
 use crate::cli::TrainMotionArgs;
 use crate::content;
-use crate::data::ClipFolder;
+use crate::data::TrainingData;
 use crate::fit::{Plan, adam, fit};
 use crate::frozen::{EncodingCache, Frozen};
 use crate::motion::{self, MotionRunConfig};
@@ -48,11 +48,27 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
     }
     .on_each(parallel.devices());
     let pixels = (cfg.height * factor) as u32;
-    let span = args.train.stride * (cfg.frames - 1) + 1;
-    let data = ClipFolder::load(&args.train.data, span, pixels, pixels)?;
-    let captions = captions::for_clips(
+    let run = Run::new(&args.train.out);
+    let saved_state = if args.train.resume {
+        Some(run.resume_parts(adam())?)
+    } else {
+        None
+    };
+    let start = saved_state.as_ref().map_or_else(
+        || TrainState::new(args.train.seed),
+        |(_, _, state)| state.clone(),
+    );
+    let mut data = TrainingData::open(
         &args.train.data,
-        data.paths(),
+        (cfg.frames, pixels, pixels),
+        args.train.augment()?,
+        start.seed,
+        &start.data(args.train.batch),
+        &run,
+    )?;
+    let captions = captions::for_clips(
+        &args.train.data.data,
+        &data.paths(),
         args.train.captions.as_deref(),
     )?;
     let dit_config = DitConfig {
@@ -73,8 +89,7 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         ema: args.train.ema,
         empty_prompt: args.train.empty_prompt,
     };
-    let run = Run::new(&args.train.out);
-    let (dit, ema, optim, state) = if args.train.resume {
+    let (dit, ema, optim, state) = if let Some((dir, optim, state)) = saved_state {
         let saved = motion::read_run_config(&run)?;
         run.ensure_prediction_kept(
             args.prediction.is_some(),
@@ -103,7 +118,6 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
                 run.config_path().display()
             );
         }
-        let (dir, optim, state) = run.resume_parts(adam())?;
         let dit = load_record(saved.dit.init(&device)?, &dir.join("dit.bpk"), "DiT")?;
         let ema = load_record(saved.dit.init(&device)?, &dir.join("ema.bpk"), "DiT")?;
         (dit, ema.valid(), optim, state)
@@ -118,16 +132,7 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         run.start(&config)?;
         let dit = config.dit.init(&device)?;
         let ema = dit.valid();
-        (
-            dit,
-            ema,
-            adam(),
-            TrainState {
-                step: 0,
-                seed: args.train.seed,
-                loss: f64::NAN,
-            },
-        )
+        (dit, ema, adam(), start)
     };
     if state.step >= args.train.steps {
         eprintln!(
@@ -138,21 +143,17 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         return Ok(());
     }
     eprintln!(
-        "training the motion DiT '{}' ({} parameters) on {} captioned clips from {}",
+        "training the motion DiT '{}' ({} parameters) on {}",
         args.preset,
         dit.num_params(),
-        data.len(),
-        args.train.data.display()
+        data.describe()
     );
     let prediction = dit.config().prediction;
     let schedule = NoiseSchedule::new(&motion_schedule(prediction));
-    let size = (pixels, pixels);
-    let cache = data
-        .fixed_examples(cfg.frames, args.train.stride, size, args.train.augment())
-        .then(|| {
-            eprintln!("every example is a whole clip: each is encoded once and kept");
-            EncodingCache::default()
-        });
+    let cache = data.fixed_examples().then(|| {
+        eprintln!("every example is a whole clip: each is encoded once and kept");
+        EncodingCache::default()
+    });
     let plan = Plan {
         steps: args.train.steps,
         checkpoint_every: args.train.checkpoint_every,
@@ -163,56 +164,52 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         batch: args.train.batch,
         parallel: &parallel,
     };
-    fit(&run, &plan, dit, ema, optim, state, |dit, rng, shard| {
-        let (indices, clips): (Vec<_>, Vec<_>) = (0..args.train.batch)
-            .map(|_| {
-                data.sample(
-                    rng,
-                    cfg.frames,
-                    args.train.stride,
-                    size,
-                    args.train.augment(),
-                )
-            })
-            .unzip();
-        let prompts: Vec<String> = indices.iter().map(|&i| captions[i].clone()).collect();
-        let keep: Vec<f32> = (0..args.train.batch)
-            .map(|_| {
-                if rng.random_bool(args.train.empty_prompt) {
-                    0.0
-                } else {
-                    1.0
-                }
-            })
-            .collect();
-        let t: Vec<usize> = (0..args.train.batch)
-            .map(|_| rng.random_range(0..schedule.len()))
-            .collect();
-        let noise_seed = rng.random();
-        let (range, device) = (shard.range.clone(), shard.device);
-        let frozen = &frozen[shard.index];
-        let (content, z0) = frozen.encode_examples(
-            &clips[range.clone()],
-            &indices[range.clone()],
-            cache.as_ref(),
-            device,
-        )?;
-        let (text, lengths) = frozen.encode_prompts(&tokenizer, &prompts[range.clone()], device)?;
-        let keep = TensorData::new(keep[range.clone()].to_vec(), [range.len(), 1]);
-        // The null condition is the zero vector.
-        let pooled = dit.config().text_condition(text, &lengths);
-        let pooled = pooled * Tensor::<2>::from_data(keep, device);
-        let mut shape = z0.dims();
-        shape[0] = args.train.batch;
-        let noise = standard_normal(shape, noise_seed, device).narrow(0, range.start, range.len());
-        let t = &t[range];
-        let z_t = schedule.add_noise(z0.clone(), noise.clone(), t);
-        let target = schedule.training_target(prediction, z0, noise, t);
-        let t: Vec<f64> = t.iter().map(|t| *t as f64).collect();
-        Ok((dit.forward(z_t, &t, content, pooled) - target)
-            .powi_scalar(2)
-            .mean())
-    })
+    fit(
+        &run,
+        &plan,
+        dit,
+        ema,
+        optim,
+        state,
+        &mut data,
+        |dit, examples, rng, shard| {
+            let prompts: Vec<String> = examples.iter().map(|e| captions[e.clip].clone()).collect();
+            let keep: Vec<f32> = (0..args.train.batch)
+                .map(|_| {
+                    if rng.random_bool(args.train.empty_prompt) {
+                        0.0
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            let t: Vec<usize> = (0..args.train.batch)
+                .map(|_| rng.random_range(0..schedule.len()))
+                .collect();
+            let noise_seed = rng.random();
+            let (range, device) = (shard.range.clone(), shard.device);
+            let frozen = &frozen[shard.index];
+            let (content, z0) =
+                frozen.encode_examples(&examples[range.clone()], cache.as_ref(), device)?;
+            let (text, lengths) =
+                frozen.encode_prompts(&tokenizer, &prompts[range.clone()], device)?;
+            let keep = TensorData::new(keep[range.clone()].to_vec(), [range.len(), 1]);
+            // The null condition is the zero vector.
+            let pooled = dit.config().text_condition(text, &lengths);
+            let pooled = pooled * Tensor::<2>::from_data(keep, device);
+            let mut shape = z0.dims();
+            shape[0] = args.train.batch;
+            let noise =
+                standard_normal(shape, noise_seed, device).narrow(0, range.start, range.len());
+            let t = &t[range];
+            let z_t = schedule.add_noise(z0.clone(), noise.clone(), t);
+            let target = schedule.training_target(prediction, z0, noise, t);
+            let t: Vec<f64> = t.iter().map(|t| *t as f64).collect();
+            Ok((dit.forward(z_t, &t, content, pooled) - target)
+                .powi_scalar(2)
+                .mean())
+        },
+    )
 }
 
 /// The standardisation of the pooled text (see `TextNorm`) over the distinct training captions.

@@ -255,7 +255,7 @@ fn bad_inputs_give_one_clear_error() {
         "--out",
         s(&work.join("r")),
     ]);
-    assert!(err.contains("no clips found"), "{err}");
+    assert!(err.contains("no readable clips found"), "{err}");
 
     let corrupt = work.join("corrupt");
     std::fs::create_dir_all(&corrupt).unwrap();

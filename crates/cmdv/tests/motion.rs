@@ -220,7 +220,12 @@ fn motion_training_generation_animation_and_transfer() {
         "--out",
         s(&from_v),
     ]);
-    assert_eq!(cmd_video::read_clip(&from_v, None).unwrap().len(), 16);
+    assert_eq!(
+        cmd_video::read_clip(&from_v, &cmd_video::Take::all())
+            .unwrap()
+            .len(),
+        16
+    );
 
     let generate = |out: &Path, seed: &str, prompt: &str| {
         let res = cmdv(&[
@@ -257,7 +262,7 @@ fn motion_training_generation_animation_and_transfer() {
     let read = |p: &Path| std::fs::read(p).unwrap();
     assert_eq!(read(&a), read(&b), "the same seed gives the same clip");
     assert_ne!(read(&a), read(&c));
-    let clip = cmd_video::read_clip(&a, None).unwrap();
+    let clip = cmd_video::read_clip(&a, &cmd_video::Take::all()).unwrap();
     assert_eq!((clip.len(), clip.width(), clip.height()), (16, 64, 64));
     let stderr = generate(&r.dir.join("long.gif"), "1", &"moving right ".repeat(60));
     assert!(
@@ -311,7 +316,12 @@ fn motion_training_generation_animation_and_transfer() {
         stderr.contains("100x50 picture centre-cropped and resized to the model's 64x64"),
         "{stderr}"
     );
-    assert_eq!(cmd_video::read_clip(&animated, None).unwrap().len(), 16);
+    assert_eq!(
+        cmd_video::read_clip(&animated, &cmd_video::Take::all())
+            .unwrap()
+            .len(),
+        16
+    );
 
     // Motion transfer between two bundled real clips.
     let moved = r.dir.join("moved.mp4");
@@ -326,7 +336,12 @@ fn motion_training_generation_animation_and_transfer() {
         "--out",
         s(&moved),
     ]);
-    assert_eq!(cmd_video::read_clip(&moved, None).unwrap().len(), 16);
+    assert_eq!(
+        cmd_video::read_clip(&moved, &cmd_video::Take::all())
+            .unwrap()
+            .len(),
+        16
+    );
 
     // Bad inputs.
     let other = r.dir.join("other");
@@ -401,7 +416,10 @@ fn motion_training_generation_animation_and_transfer() {
         "--out",
         s(&moved),
     ]);
-    assert!(err.contains("has 3 frames, the model takes 16"), "{err}");
+    assert!(
+        err.contains("needs 16 frames") && err.contains("found 3"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -481,7 +499,7 @@ fn generate_uses_the_shipped_model_by_default() {
         "--out",
         s(&clip),
     ]);
-    let clip = cmd_video::read_clip(&clip, None).unwrap();
+    let clip = cmd_video::read_clip(&clip, &cmd_video::Take::all()).unwrap();
     assert_eq!((clip.len(), clip.width(), clip.height()), (16, 32, 32));
     let frames: std::collections::HashSet<_> =
         clip.frames.iter().map(|f| f.as_raw().clone()).collect();

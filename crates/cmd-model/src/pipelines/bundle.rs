@@ -16,13 +16,13 @@ use burn::tensor::{DType, Device};
 use burn_store::ModuleSnapshot;
 use serde::{Deserialize, Serialize};
 
-use crate::AutoencoderConfig;
 use crate::clip::ClipTextConfig;
 use crate::dit::DitConfig;
 use crate::schedulers::SchedulerConfig;
 use crate::tokenizer::ClipTokenizer;
 use crate::unet::UnetConfig;
 use crate::weights::{load_safetensors, save_safetensors};
+use crate::{Autoencoder, AutoencoderConfig};
 
 use super::cmd::{CmdPipeline, Codec};
 use super::stable_diffusion::{ReadFile, SdLoadError, strip_file};
@@ -74,6 +74,26 @@ fn load_part<M: ModuleSnapshot>(
     let bytes = read(files, file)?;
     load_safetensors(model, bytes, file, &[], &[])
         .or_else(|e| fail(file, strip_file(e.to_string(), file)))
+}
+
+/// The autoencoder of a model folder: `model.json`'s `autoencoder` and
+/// `autoencoder.safetensors` (a folder holding only these two is an autoencoder on its own).
+pub fn load_bundle_autoencoder(
+    files: &mut ReadFile,
+    device: &Device,
+) -> Result<Autoencoder, SdLoadError> {
+    #[derive(Deserialize)]
+    struct Only {
+        autoencoder: AutoencoderConfig,
+    }
+    let config: Only = serde_json::from_slice(&read(files, "model.json")?)
+        .or_else(|e| fail("model.json", format!("not a model config: {e}")))?;
+    let mut autoencoder = config
+        .autoencoder
+        .init(device)
+        .or_else(|e| fail("model.json", e))?;
+    load_part(&mut autoencoder, files, WEIGHT_FILES[0])?;
+    Ok(autoencoder)
 }
 
 impl CmdPipeline {
