@@ -13,8 +13,11 @@ if ! command -v cargo >/dev/null; then
   echo "Rust is needed: install it from https://rustup.rs, then run this script again." >&2
   exit 1
 fi
+# gcc and nasm build OpenH264; ffmpeg reads and writes every common video format; lavapipe
+# (mesa-vulkan-drivers) gives the wgpu tests a CPU Vulkan device.
 missing=()
-for pkg in gcc nasm; do command -v "$pkg" >/dev/null || missing+=("$pkg"); done
+for pkg in gcc nasm ffmpeg; do command -v "$pkg" >/dev/null || missing+=("$pkg"); done
+ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq "${missing[@]}"

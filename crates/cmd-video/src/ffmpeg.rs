@@ -68,10 +68,18 @@ impl Ffmpeg {
     /// times.
     pub(crate) fn probe(&self, path: &Path) -> Result<(FfmpegSource, ProbeInfo), VideoError> {
         let err = |m: String| VideoError::new(path, m);
-        let out = self.run_probe(
-            path,
-            &["-print_format", "json", "-show_format", "-show_streams"],
-        )?;
+        // Containers other than MP4's do not say how many frames they hold: list their
+        // packets in the same run (MP4 counts them, and reading every packet of a long MP4
+        // would read the whole file).
+        let mp4 = matches!(
+            crate::video::extension(path).as_str(),
+            "mp4" | "m4v" | "mov" | "3gp"
+        );
+        let mut args = vec!["-print_format", "json", "-show_format", "-show_streams"];
+        if !mp4 {
+            args.extend(["-show_entries", "packet=stream_index,pts_time"]);
+        }
+        let out = self.run_probe(path, &args)?;
         let json: ProbeJson = serde_json::from_slice(&out)
             .map_err(|e| err(format!("unexpected ffprobe output: {e}")))?;
         let video = json
@@ -127,10 +135,16 @@ impl Ffmpeg {
             .unwrap_or(format_start);
         let avg = video.avg_frame_rate.as_deref().and_then(rational);
         let real = video.r_frame_rate.as_deref().and_then(rational);
+        // MP4/MOV count the frames they hold; others (AVI counts dropped frames, which decode
+        // to nothing) are counted from their packets below.
+        let format = json.format.as_ref().and_then(|f| f.format_name.as_deref());
+        let in_format =
+            |names: &[&str]| format.is_some_and(|f| f.split(',').any(|n| names.contains(&n)));
         let frames = video
             .nb_frames
             .as_deref()
-            .and_then(|n| n.parse::<usize>().ok());
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|_| in_format(&["mov", "mp4"]));
         let constant = match (frames, avg, real) {
             (Some(n), Some(avg), Some(real)) if n > 0 && (avg - real).abs() <= 0.02 * real => {
                 Some((n, avg))
@@ -142,7 +156,11 @@ impl Ffmpeg {
             // The header does not say how many frames there are, or the rate varies: read
             // every packet's time (the container's data, no decoding).
             None => {
-                let times = self.packet_times(path, video.index)?;
+                let times = if mp4 {
+                    self.packet_times(path, video.index)?
+                } else {
+                    times_of(&json.packets, video.index)
+                };
                 if times.is_empty() {
                     return Err(err("the video stream holds no frames".into()));
                 }
@@ -164,11 +182,7 @@ impl Ffmpeg {
         // Containers with an index seek to the keyframe before a frame; others (MPEG
         // transport and program streams, Ogg) can land past it, so they are decoded from the
         // start, FFmpeg dropping the frames before the first one asked for.
-        let format = json.format.as_ref().and_then(|f| f.format_name.as_deref());
-        let indexed = format.is_some_and(|f| {
-            f.split(',')
-                .any(|n| matches!(n, "mov" | "mp4" | "matroska" | "webm" | "avi"))
-        });
+        let indexed = in_format(&["mov", "mp4", "matroska", "webm", "avi"]);
         let codec = match (&video.codec_name, &video.profile) {
             (Some(c), Some(p)) if !p.is_empty() && p != "unknown" => format!("{c} ({p})"),
             (Some(c), _) => c.clone(),
@@ -227,11 +241,7 @@ impl Ffmpeg {
         let json: PacketsJson = serde_json::from_slice(&out).map_err(|e| {
             VideoError::new(path, format!("unexpected ffprobe output for packets: {e}"))
         })?;
-        Ok(json
-            .packets
-            .iter()
-            .map(|p| p.pts_time.as_deref().and_then(|t| t.parse::<f64>().ok()))
-            .collect())
+        Ok(times_of(&json.packets, index))
     }
 
     /// Decodes the frames `first..=last` (in presentation order) of the stream `source`
@@ -478,6 +488,8 @@ struct ProbeJson {
     #[serde(default)]
     streams: Vec<StreamJson>,
     format: Option<FormatJson>,
+    #[serde(default)]
+    packets: Vec<PacketJson>,
 }
 
 #[derive(Deserialize)]
@@ -494,7 +506,17 @@ struct PacketsJson {
 
 #[derive(Deserialize)]
 struct PacketJson {
+    stream_index: Option<usize>,
     pts_time: Option<String>,
+}
+
+/// The presentation times of stream `index`'s packets (`None` for one without a time).
+fn times_of(packets: &[PacketJson], index: usize) -> Vec<Option<f64>> {
+    packets
+        .iter()
+        .filter(|p| p.stream_index.is_none_or(|i| i == index))
+        .map(|p| p.pts_time.as_deref().and_then(|t| t.parse::<f64>().ok()))
+        .collect()
 }
 
 #[derive(Deserialize)]

@@ -23,7 +23,7 @@ use crate::{VideoError, is_clip_file};
 pub const INDEX_FILE: &str = ".cmd-index.json";
 
 /// Bumped whenever what is cached changes meaning.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The readable clips of a data folder, and what was left out.
 #[derive(Debug)]
