@@ -32,6 +32,7 @@ pub struct Ffmpeg {
     ffmpeg: PathBuf,
     ffprobe: PathBuf,
     encoders: OnceLock<String>,
+    fps_mode: OnceLock<bool>,
 }
 
 impl Ffmpeg {
@@ -61,6 +62,7 @@ impl Ffmpeg {
             ffmpeg,
             ffprobe,
             encoders: OnceLock::new(),
+            fps_mode: OnceLock::new(),
         })
     }
 
@@ -355,7 +357,7 @@ impl Ffmpeg {
         }
         cmd.args(["-map", &format!("0:{}", source.stream), "-an", "-sn", "-dn"]);
         // Every decoded frame once, none duplicated or dropped for a frame rate.
-        cmd.args(["-vsync", "passthrough"]);
+        cmd.args([self.passthrough_flag(), "passthrough"]);
         if let Some((w, h)) = size.or(source.display) {
             let scale = format!("scale={w}:{h}:flags=area");
             cmd.args(["-vf", &scale, "-filter_threads", "1"]);
@@ -381,6 +383,20 @@ impl Ffmpeg {
             }
             Ok(())
         })
+    }
+
+    /// The option that sets how frames map to output frames: `-fps_mode` (FFmpeg 5.1 and
+    /// later; 7 and later know no other), or `-vsync` before it.
+    fn passthrough_flag(&self) -> &'static str {
+        let new = *self.fps_mode.get_or_init(|| {
+            Command::new(&self.ffmpeg)
+                .args(["-hide_banner", "-h", "long"])
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\n-fps_mode"))
+        });
+        if new { "-fps_mode" } else { "-vsync" }
     }
 
     /// Whether this FFmpeg has the encoder `name` (e.g. `libx264`).
