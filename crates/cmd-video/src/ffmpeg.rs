@@ -21,6 +21,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::take::Timeline;
+use crate::video::Decode;
 use crate::{Clip, VideoError, check_size};
 
 /// How long a child process may go without producing anything before it is killed.
@@ -246,58 +247,30 @@ impl Ffmpeg {
         Ok(times_of(&json.packets, index))
     }
 
-    /// Decodes the frames `first..=last` (in presentation order) of the stream `source`
-    /// names, scaled to `size` if given, passing each to `sink` in order. Returns how many
+    /// Decodes the frames `read` asks for, passing each to `sink` in order. Returns how many
     /// frames came.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn decode(
         &self,
-        path: &Path,
-        source: &FfmpegSource,
-        timeline: &Timeline,
-        (first, last): (usize, usize),
-        size: Option<(u32, u32)>,
-        threads: Option<usize>,
+        read: &Request<'_>,
         sink: &mut dyn FnMut(RgbImage),
     ) -> Result<usize, VideoError> {
-        let count = last + 1 - first;
+        let (path, first, count) = (read.path, read.first, read.count);
         let seek = match first {
             0 => Seek::None,
-            _ if source.indexed => Seek::Input,
+            _ if read.source.indexed => Seek::Input,
             _ => Seek::Output,
         };
-        let mut got = 0;
-        let mut ended = self.decode_once(
-            path,
-            source,
-            timeline,
-            first,
-            count,
-            size,
-            threads,
-            seek,
-            &mut |f| {
-                got += 1;
-                sink(f)
-            },
-        )?;
+        let got = std::cell::Cell::new(0);
+        let mut counted = |f| {
+            got.set(got.get() + 1);
+            sink(f)
+        };
+        let mut ended = self.decode_once(read, seek, &mut counted)?;
         // A seek that lands past the keyframe it needs gives nothing: decode from the start.
-        if got == 0 && seek == Seek::Input {
-            ended = self.decode_once(
-                path,
-                source,
-                timeline,
-                first,
-                count,
-                size,
-                threads,
-                Seek::Output,
-                &mut |f| {
-                    got += 1;
-                    sink(f)
-                },
-            )?;
+        if got.get() == 0 && seek == Seek::Input {
+            ended = self.decode_once(read, Seek::Output, &mut counted)?;
         }
+        let got = got.get();
         if got < count {
             let why = ended.reason("ffmpeg", path);
             return Err(VideoError::new(
@@ -306,7 +279,7 @@ impl Ffmpeg {
                     format!(
                         "decoded only {got} of the {count} frames from frame {first} (of {}): \
                          the file may be truncated or damaged{}",
-                        timeline.len(),
+                        read.timeline.len(),
                         if why.is_empty() {
                             String::new()
                         } else {
@@ -321,23 +294,24 @@ impl Ffmpeg {
         Ok(got)
     }
 
-    /// One run of ffmpeg for [`Self::decode`]: `count` frames from `first`, found by `seek`.
-    #[allow(clippy::too_many_arguments)]
+    /// One run of ffmpeg for [`Self::decode`], getting to the first frame by `seek`.
     fn decode_once(
         &self,
-        path: &Path,
-        source: &FfmpegSource,
-        timeline: &Timeline,
-        first: usize,
-        count: usize,
-        size: Option<(u32, u32)>,
-        threads: Option<usize>,
+        read: &Request<'_>,
         seek: Seek,
         sink: &mut dyn FnMut(RgbImage),
     ) -> Result<Ended, VideoError> {
+        let Request {
+            path,
+            source,
+            timeline,
+            first,
+            count,
+            decode,
+        } = *read;
         let mut cmd = Command::new(&self.ffmpeg);
         cmd.args(["-nostdin", "-hide_banner", "-v", "error"]);
-        if let Some(n) = threads {
+        if let Some(n) = decode.threads {
             cmd.args(["-threads", &n.to_string()]);
         }
         // Half a frame before the first frame, so it is the first one at or after the time.
@@ -358,7 +332,7 @@ impl Ffmpeg {
         cmd.args(["-map", &format!("0:{}", source.stream), "-an", "-sn", "-dn"]);
         // Every decoded frame once, none duplicated or dropped for a frame rate.
         cmd.args([self.passthrough_flag(), "passthrough"]);
-        if let Some((w, h)) = size.or(source.display) {
+        if let Some((w, h)) = decode.size.or(source.display) {
             let scale = format!("scale={w}:{h}:flags=area");
             cmd.args(["-vf", &scale, "-filter_threads", "1"]);
         }
@@ -464,6 +438,18 @@ impl Ffmpeg {
             }
         })
     }
+}
+
+/// What [`Ffmpeg::decode`] reads: `count` frames from `first` (in presentation order) of
+/// the stream `source` names, decoded as `decode` says.
+#[derive(Clone, Copy)]
+pub(crate) struct Request<'a> {
+    pub path: &'a Path,
+    pub source: &'a FfmpegSource,
+    pub timeline: &'a Timeline,
+    pub first: usize,
+    pub count: usize,
+    pub decode: Decode,
 }
 
 /// How [`Ffmpeg::decode`] gets to its first frame.

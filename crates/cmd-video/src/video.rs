@@ -277,15 +277,15 @@ impl Video {
                     .ok_or_else(|| VideoError::new(&self.path, "FFmpeg is no longer installed"))?;
                 // FFmpeg scales as it decodes.
                 out.size = None;
-                ffmpeg.decode(
-                    &self.path,
+                let read = crate::ffmpeg::Request {
+                    path: &self.path,
                     source,
-                    &self.info.timeline,
-                    range,
-                    decode.size,
-                    decode.threads,
-                    &mut |frame| out.push(frame),
-                )?;
+                    timeline: &self.info.timeline,
+                    first,
+                    count: last + 1 - first,
+                    decode,
+                };
+                ffmpeg.decode(&read, &mut |frame| out.push(frame))?;
             }
             #[cfg(feature = "h264")]
             Source::H264(track) => crate::mp4::decode(&self.path, track, range, &mut out)?,
