@@ -92,14 +92,26 @@ pub fn run(args: &ReconstructArgs) -> Result<()> {
 
     let x = clips_to_tensor(std::slice::from_ref(&clip), &device);
     let (encoded, recon) = model.forward(x);
-    let recon = to_vec(recon)?;
-    let recon_clip = Clip::from_signed_f32(&recon, l, h as u32, w as u32, clip.fps);
+    let as_clip = |frames| -> Result<Clip> {
+        Ok(Clip::from_signed_f32(
+            &to_vec(frames)?,
+            l,
+            h as u32,
+            w as u32,
+            clip.fps,
+        ))
+    };
+    let recon_clip = as_clip(recon)?;
+    // What the content frame carries alone: the clip decoded with a zero motion latent.
+    let still = model.decode(encoded.content.clone(), encoded.motion.zeros_like());
+    let still_clip = as_clip(still)?;
     // Scores on the 8-bit frames a viewer sees, scaled to [0, 1].
     let unit =
         |c: &Clip| -> Vec<f32> { c.to_signed_f32().iter().map(|v| (v + 1.0) / 2.0).collect() };
     let (a, b) = (unit(&clip), unit(&recon_clip));
     let score_psnr = psnr(&a, &b);
     let score_ssim = ssim(&a, &b, h, w);
+    let still_psnr = psnr(&a, &unit(&still_clip));
 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create output folder", args.out.display()))?;
@@ -119,12 +131,18 @@ pub fn run(args: &ReconstructArgs) -> Result<()> {
     png::write_image(&args.out.join("motion.png"), &motion)?;
     gif::write(&args.out.join("input.gif"), &clip)?;
     gif::write(&args.out.join("recon.gif"), &recon_clip)?;
+    gif::write(&args.out.join("content-only.gif"), &still_clip)?;
 
     if let Some(note) = note {
         eprintln!("{note}");
     }
     if args.json {
-        let json = serde_json::json!({ "psnr": score_psnr, "ssim": score_ssim, "frames": l });
+        let json = serde_json::json!({
+            "psnr": score_psnr,
+            "ssim": score_ssim,
+            "psnr_content_only": still_psnr,
+            "frames": l,
+        });
         println!("{json}");
     } else {
         println!(
@@ -132,7 +150,13 @@ pub fn run(args: &ReconstructArgs) -> Result<()> {
             args.input.display()
         );
         println!(
-            "wrote content.png, weights.png, motion.png, input.gif, recon.gif to {}",
+            "decoded from the content frame alone (zero motion): PSNR {still_psnr:.2} dB, \
+             {:.2} dB less",
+            score_psnr - still_psnr
+        );
+        println!(
+            "wrote content.png, weights.png, motion.png, input.gif, recon.gif, \
+             content-only.gif to {}",
             args.out.display()
         );
     }

@@ -52,9 +52,12 @@ fn reconstruct_takes_every_common_video_with_no_other_setup() {
             "motion.png",
             "input.gif",
             "recon.gif",
+            "content-only.gif",
         ] {
             assert!(out.join(f).exists(), "{name}: {f} missing");
         }
+        let still = v["psnr_content_only"].as_f64().unwrap();
+        assert!(still.is_finite() && still > 5.0, "{name}: {still}");
     }
     std::fs::remove_dir_all(work).unwrap();
 }
