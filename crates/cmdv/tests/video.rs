@@ -144,27 +144,27 @@ fn reconstruct_takes_frames_from_anywhere_at_any_rate() {
 fn bad_videos_give_one_clear_error_naming_the_file() {
     let work = scratch("recon-bad");
     let out = work.join("out");
-    let audio = fixture("video/audio-only.mp4");
-    let err = fails(&["reconstruct", "--input", s(&audio), "--out", s(&out)]);
+    let error_for = |input: &Path| fails(&["reconstruct", "--input", s(input), "--out", s(&out)]);
+    let err = error_for(&fixture("video/audio-only.mp4"));
     assert!(
         err.contains("audio-only.mp4") && err.contains("no video stream"),
         "{err}"
     );
     let empty = work.join("empty.mp4");
     std::fs::write(&empty, b"").unwrap();
-    let err = fails(&["reconstruct", "--input", s(&empty), "--out", s(&out)]);
+    let err = error_for(&empty);
     assert!(err.contains("empty.mp4: empty file (0 bytes)"), "{err}");
     let cut = work.join("cut.mp4");
     let bytes = std::fs::read(fixture("video/box-faststart.mp4")).unwrap();
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    let err = fails(&["reconstruct", "--input", s(&cut), "--out", s(&out)]);
+    let err = error_for(&cut);
     assert!(
         err.contains("cut.mp4") && err.contains("truncated"),
         "{err}"
     );
     let huge = work.join("huge.y4m");
     std::fs::write(&huge, b"YUV4MPEG2 W100000 H100000 F25:1\nFRAME\n").unwrap();
-    let err = fails(&["reconstruct", "--input", s(&huge), "--out", s(&out)]);
+    let err = error_for(&huge);
     assert!(
         err.contains("huge.y4m") && err.contains("larger than any video"),
         "{err}"
