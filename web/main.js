@@ -8,7 +8,7 @@ const params = new URLSearchParams(location.search);
 const MAX_UPLOAD = 200 * 1024 * 1024;
 
 // State the end-to-end test reads too.
-const state = window.cmd = { ready: false, busy: false, backend: null, size: null, last: null, error: null };
+const state = window.cmd = { ready: false, busy: false, backend: null, size: null, clips: null, last: null, error: null };
 
 let worker = null;
 let pending = null; // {resolve, reject}
@@ -57,7 +57,7 @@ function startWorker() {
 function onMessage(data) {
   if (data.type === 'download') {
     const f = data.total ? data.loaded / data.total : 0;
-    setProgress(f, `model ${(data.loaded / 1e6).toFixed(1)} of ${(data.total / 1e6).toFixed(1)} MB${eta(f, started)}`);
+    setProgress(f, `${data.what} ${(data.loaded / 1e6).toFixed(1)} of ${(data.total / 1e6).toFixed(1)} MB${eta(f, started)}`);
   } else if (data.type === 'ready') {
     Object.assign(state, { ready: true, backend: data.backend, size: data });
     const where = data.backend.startsWith('WebGPU') ? 'on your GPU (WebGPU)' : `on the ${data.backend}`;
@@ -169,6 +169,7 @@ function show(title, panels) {
   $('result').hidden = false;
   $('result-title').textContent = title;
   $('psnr').textContent = panels.psnr != null ? `reconstruction PSNR ${panels.psnr.toFixed(2)} dB` : '';
+  if (panels.psnr != null && state.clips) $('psnr').textContent += ` (real-video autoencoder '${state.clips.autoencoder}', ${panels.width}×${panels.height})`;
   if (panels.truncated) setStatus('The prompt was longer than 75 tokens; its end was cut.');
   draw($('content'), panels.width, panels.height, panels.content);
   draw($('weights'), panels.weights.width, panels.weights.height, panels.weights.rgba);
@@ -243,9 +244,9 @@ function checkUpload(file, kind) {
   if (file.size > MAX_UPLOAD) throw new Error(`${file.name}: ${(file.size / 1e6).toFixed(0)} MB is too large (at most ${MAX_UPLOAD / 1e6} MB)`);
 }
 
-// Draws a picture or video frame centre-cropped to a square and scaled to the model's size.
-function grab(source, sw, sh, ctx) {
-  const { width, height } = state.size;
+// Draws a picture or video frame centre-cropped to a square and scaled to `size`.
+function grab(source, sw, sh, ctx, size = state.size) {
+  const { width, height } = size;
   const side = Math.min(sw, sh);
   ctx.drawImage(source, (sw - side) / 2, (sh - side) / 2, side, side, 0, 0, width, height);
   return ctx.getImageData(0, 0, width, height).data;
@@ -259,8 +260,9 @@ function seek(video, time) {
   });
 }
 
-// The first 16 frames of a video file (at up to 8 frames a second), as RGBA at model size.
-async function videoFrames(file) {
+// The first frames of a video file as RGBA, as many and as large as `size` says (the
+// real-video autoencoder's), at its frame rate or faster for short files.
+async function videoFrames(file, size) {
   checkUpload(file, 'video');
   const video = document.createElement('video');
   video.muted = true;
@@ -271,16 +273,16 @@ async function videoFrames(file) {
       video.onloadeddata = resolve;
       video.onerror = () => reject(new Error(`${file.name}: not a video this browser can play`));
     });
-    const frames = state.size.frames;
+    const { frames, width, height, fps } = size;
     if (!(video.duration > 0) || video.videoWidth === 0) throw new Error(`${file.name}: the video has no frames`);
-    const step = Math.min(1 / 8, video.duration / frames);
+    const step = Math.min(1 / fps, video.duration / frames);
     if (video.duration < step * (frames - 1)) throw new Error(`${file.name}: too short`);
-    const canvas = new OffscreenCanvas(state.size.width, state.size.height);
+    const canvas = new OffscreenCanvas(width, height);
     const ctx = canvas.getContext('2d', { willReadFrequently: true });
-    const out = new Uint8Array(frames * state.size.width * state.size.height * 4);
+    const out = new Uint8Array(frames * width * height * 4);
     for (let i = 0; i < frames; i++) {
       await seek(video, Math.min(i * step, video.duration - 1e-3));
-      out.set(grab(video, video.videoWidth, video.videoHeight, ctx), i * state.size.width * state.size.height * 4);
+      out.set(grab(video, video.videoWidth, video.videoHeight, ctx, size), i * width * height * 4);
     }
     return out;
   } finally {
@@ -298,6 +300,16 @@ async function pictureOf(file) {
   }
   const canvas = new OffscreenCanvas(state.size.width, state.size.height);
   return new Uint8Array(grab(bitmap, bitmap.width, bitmap.height, canvas.getContext('2d')));
+}
+
+// The real-video autoencoder's clip size, fetching and loading it the first time.
+async function clipModel() {
+  if (!state.clips) {
+    setStatus('Loading the real-video autoencoder…');
+    const { size } = await ask({ type: 'clips' });
+    state.clips = size;
+  }
+  return state.clips;
 }
 
 async function guarded(work) {
@@ -329,14 +341,18 @@ $('download-gif').addEventListener('click', () => player && download('cmd-clip.g
 $('download-webm').addEventListener('click', () => recordWebm());
 $('decompose-file').addEventListener('change', () => guarded(async () => {
   const file = $('decompose-file').files[0];
-  const frames = await videoFrames(file);
+  checkUpload(file, 'video');
+  const frames = await videoFrames(file, await clipModel());
   setStatus(`Decomposing ${file.name}…`);
   await run(`${file.name}: content + motion, decoded`, { type: 'decompose', frames }, [frames.buffer]);
 }));
 $('transfer').addEventListener('click', () => guarded(async () => {
   const [a, b] = [$('transfer-a').files[0], $('transfer-b').files[0]];
-  const fa = await videoFrames(a);
-  const fb = await videoFrames(b);
+  checkUpload(a, 'video');
+  checkUpload(b, 'video');
+  const size = await clipModel();
+  const fa = await videoFrames(a, size);
+  const fb = await videoFrames(b, size);
   setStatus(`Content of ${a.name} with the motion of ${b.name}…`);
   await run(`content of ${a.name}, motion of ${b.name}`, { type: 'transfer', a: fa, b: fb }, [fa.buffer, fb.buffer]);
 }));

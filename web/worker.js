@@ -2,23 +2,29 @@
 //   {type: 'load', gpu, forceGpu, maxBuffer}  fetch (or take from the cache) and load the model
 //   {type: 'generate', request}      text to video
 //   {type: 'animate', image, request} image to video
+//   {type: 'clips'}                  fetch (or take from the cache) and load the real-video
+//                                    autoencoder that decomposes and transfers clips
 //   {type: 'decompose', frames}      content and motion of a clip
 //   {type: 'transfer', a, b}         content of a, motion of b
 // Messages out: {type: 'download', loaded, total}, {type: 'ready', backend, width, height,
-// frames}, {type: 'progress', stage, done, total}, {type: 'result', panels}, {type: 'error',
-// message}. Cancelling is terminating this worker.
+// frames}, {type: 'progress', stage, done, total}, {type: 'result', panels} (for 'clips':
+// {type: 'result', size: {width, height, frames, autoencoder}}), {type: 'error', message}.
+// Cancelling is terminating this worker.
 import init, { Studio } from './cmd-web.js';
 
-const MODEL = 'teaching/';
-const FILES = ['model.json', 'tokenizer.json', 'autoencoder.safetensors',
-  'text_encoder.safetensors', 'unet.safetensors', 'dit.safetensors'];
-const CACHE = 'cmd-teaching-model';
+// The teaching model, loaded at once, and the real-video autoencoder, loaded when a clip is
+// first decomposed or transferred; each cached on its own.
+const TEACHING = { folder: 'teaching/', cache: 'cmd-teaching-model', files: ['model.json',
+  'tokenizer.json', 'autoencoder.safetensors', 'text_encoder.safetensors', 'unet.safetensors',
+  'dit.safetensors'], what: 'model' };
+const REAL = { folder: 'real/', cache: 'cmd-real-autoencoder',
+  files: ['model.json', 'autoencoder.safetensors'], what: 'real-video autoencoder' };
 
 let studio = null;
 
-// The model files: from the Cache Storage when they are there and model.json is unchanged,
+// A model's files: from the Cache Storage when they are there and model.json is unchanged,
 // else fetched (with progress) and cached for the next visit.
-async function modelFiles() {
+async function modelFiles({ folder: MODEL, cache: CACHE, files: FILES, what }) {
   const cache = 'caches' in self ? await caches.open(CACHE) : null;
   const fresh = await fetch(MODEL + 'model.json', { cache: 'no-cache' });
   if (!fresh.ok) throw new Error(`${MODEL}model.json: HTTP ${fresh.status}`);
@@ -51,7 +57,7 @@ async function modelFiles() {
       if (done) break;
       chunks.push(value);
       loaded += value.length;
-      postMessage({ type: 'download', loaded, total });
+      postMessage({ type: 'download', loaded, total, what });
     }
     const bytes = concat(chunks);
     if (cache && fetched) await cache.put(MODEL + name, new Response(bytes));
@@ -102,7 +108,7 @@ self.onmessage = async ({ data }) => {
   try {
     if (data.type === 'load') {
       await init();
-      const files = await modelFiles();
+      const files = await modelFiles(TEACHING);
       const adapter = data.gpu && navigator.gpu ? await navigator.gpu.requestAdapter() : null;
       // A software adapter (SwiftShader, where the browser has no usable GPU) is far slower
       // than the CPU path: use the CPU unless the page insists.
@@ -113,6 +119,14 @@ self.onmessage = async ({ data }) => {
         : studio.backend;
       postMessage({ type: 'ready', backend, width: studio.width, height: studio.height,
         frames: studio.frames });
+      return;
+    }
+    if (data.type === 'clips') {
+      const files = await modelFiles(REAL);
+      studio.loadClipAutoencoder(files);
+      // The frame rate it was trained at (model.json's `fps`) is the one to sample clips at.
+      const { fps } = JSON.parse(new TextDecoder().decode(files.get('model.json')));
+      postMessage({ type: 'result', kind: data.type, size: { ...studio.clipSize(), fps: fps || 8 } });
       return;
     }
     const r = data.request;

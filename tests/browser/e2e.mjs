@@ -5,8 +5,9 @@
 //
 // Checks: a software WebGPU adapter gives way to the CPU unless `?gpu=1`; with it the page
 // loads the model on WebGPU; a clip generated with few steps shows frames
-// that are not blank and differ from each other; a bundled real clip is decomposed (PSNR
-// shown); a bad upload gets a clear message; without WebGPU the page says so and runs on the
+// that are not blank and differ from each other; a bundled real clip is decomposed by the
+// real-video autoencoder, fetched only then (PSNR shown), and motion transferred with it
+// without fetching it again; a bad upload gets a clear message; without WebGPU the page says so and runs on the
 // CPU; so does a GPU too small for the model. Screenshots go to $ARTIFACTS (default:
 // ./artifacts).
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -58,14 +59,36 @@ async function main() {
     await p.waitForTimeout(500);
     await p.screenshot({ path: join(artifacts, 'generated.png'), fullPage: true });
 
-    // Decompose a bundled real clip.
+    // Decompose a bundled real clip with the real-video autoencoder, fetched on first use
+    // and only then.
+    const fetched = [];
+    p.on('request', (r) => { if (r.url().includes('/real/')) fetched.push(r.url()); });
+    const cachedEarly = await p.evaluate(() => caches.has('cmd-real-autoencoder'));
+    check(!cachedEarly, 'the real-video autoencoder is not loaded before it is needed');
     await p.evaluate(() => { window.cmd.last = null; });
     await p.setInputFiles('#decompose-file', clip);
     await p.waitForFunction(() => window.cmd.last || window.cmd.error, null, { timeout: 300_000 });
     const decomposed = await p.evaluate(() => ({ last: window.cmd.last, error: window.cmd.error,
-      psnr: document.getElementById('psnr').textContent }));
-    check(!decomposed.error && /PSNR \d/.test(decomposed.psnr), `box.mp4 is decomposed (${decomposed.psnr || decomposed.error})`);
+      clips: window.cmd.clips, psnr: document.getElementById('psnr').textContent }));
+    const db = Number((/PSNR ([\d.]+) dB/.exec(decomposed.psnr) || [])[1]);
+    check(!decomposed.error && /real-video autoencoder/.test(decomposed.psnr) && db > 24,
+      `box.mp4 is decomposed by the real-video autoencoder (${decomposed.psnr || decomposed.error})`);
+    check(decomposed.clips && decomposed.last.frames === decomposed.clips.frames,
+      `at the real-video autoencoder's size (${JSON.stringify(decomposed.clips)})`);
     await p.screenshot({ path: join(artifacts, 'decomposed.png'), fullPage: true });
+
+    // Motion transfer uses it too, without fetching it again.
+    const before = fetched.length;
+    await p.evaluate(() => { window.cmd.last = null; });
+    await p.setInputFiles('#transfer-a', clip);
+    await p.setInputFiles('#transfer-b', clip);
+    await p.click('#transfer');
+    await p.waitForFunction(() => window.cmd.last || window.cmd.error, null, { timeout: 300_000 });
+    const moved = await p.evaluate(() => ({ last: window.cmd.last, error: window.cmd.error }));
+    check(!moved.error && moved.last && moved.last.frames === 16, `motion is transferred (${moved.error || ''})`);
+    const cached = await p.evaluate(() => caches.has('cmd-real-autoencoder'));
+    check(cached, 'the real-video autoencoder is cached for the next visit');
+    check(before > 0 && fetched.length === before, `the autoencoder was fetched once (${before} requests, then ${fetched.length - before})`);
 
     // A bad upload gets one clear message.
     const bad = join(artifacts, 'not-a-video.txt');

@@ -26,6 +26,8 @@ use crate::{Clip, VideoError, check_size};
 
 /// How long a child process may go without producing anything before it is killed.
 const STALL: Duration = Duration::from_secs(60);
+/// At most this many frames at the very end of a video may fail to decode without an error.
+pub(crate) const MISSING_AT_END: usize = 2;
 
 /// The FFmpeg programs.
 #[derive(Debug)]
@@ -248,7 +250,8 @@ impl Ffmpeg {
     }
 
     /// Decodes the frames `read` asks for, passing each to `sink` in order. Returns how many
-    /// frames came.
+    /// frames came. Up to [`MISSING_AT_END`] frames at the end of the video that do not decode
+    /// come as copies of the last one that did.
     pub(crate) fn decode(
         &self,
         read: &Request<'_>,
@@ -261,8 +264,13 @@ impl Ffmpeg {
             _ => Seek::Output,
         };
         let got = std::cell::Cell::new(0);
-        let mut counted = |f| {
+        // The last frames are kept in case the video's last frames do not decode.
+        let mut last: Option<RgbImage> = None;
+        let mut counted = |f: RgbImage| {
             got.set(got.get() + 1);
+            if got.get() + MISSING_AT_END >= count {
+                last = Some(f.clone());
+            }
             sink(f)
         };
         let mut ended = self.decode_once(read, seek, &mut counted)?;
@@ -270,7 +278,21 @@ impl Ffmpeg {
         if got.get() == 0 && seek == Seek::Input {
             ended = self.decode_once(read, Seek::Output, &mut counted)?;
         }
-        let got = got.get();
+        let mut got = got.get();
+        // Packet counts can hold a frame or two at the very end that decode to nothing
+        // (opencv-doc's box.mp4, node-opencv's motion.mov): those are shown as the last
+        // frame that did decode, as a player shows it.
+        if let Some(frame) = last.filter(|_| {
+            ended.success
+                && got < count
+                && got + MISSING_AT_END >= count
+                && first + count == read.timeline.len()
+        }) {
+            while got < count {
+                sink(frame.clone());
+                got += 1;
+            }
+        }
         if got < count {
             let why = ended.reason("ffmpeg", path);
             return Err(VideoError::new(

@@ -26,6 +26,7 @@ pub mod gif;
 #[cfg(feature = "h264")]
 pub mod mp4;
 pub mod png;
+pub mod slide;
 pub mod take;
 pub mod teaching;
 pub mod video;

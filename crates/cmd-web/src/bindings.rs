@@ -46,12 +46,7 @@ impl Studio {
     pub async fn load(files: js_sys::Map, gpu: bool, max_buffer: f64) -> Result<Studio, JsError> {
         #[cfg(target_arch = "wasm32")]
         console_error_panic_hook::set_once();
-        let mut bytes = HashMap::new();
-        for entry in files.entries() {
-            let pair: js_sys::Array = entry.map_err(js_error)?.into();
-            let name = pair.get(0).as_string().unwrap_or_default();
-            bytes.insert(name, Uint8Array::new(&pair.get(1)).to_vec());
-        }
+        let bytes = file_map(&files)?;
         let fits = match max_buffer {
             m if m > 0.0 => limits::check_fits(&bytes, m as u64),
             _ => Ok(()),
@@ -98,6 +93,32 @@ impl Studio {
     #[wasm_bindgen(getter)]
     pub fn frames(&self) -> usize {
         self.engine.clip_size().2
+    }
+
+    /// Loads the autoencoder that decomposes and transfers real clips from the files of its
+    /// folder (`model.json`, `autoencoder.safetensors`); until then the bundle's own does.
+    #[wasm_bindgen(js_name = loadClipAutoencoder)]
+    pub fn load_clip_autoencoder(&self, files: js_sys::Map) -> Result<(), JsError> {
+        self.engine
+            .load_clip_autoencoder(file_map(&files)?)
+            .map_err(|e| JsError::new(&e))
+    }
+
+    /// The size clips to decompose or transfer must have: `{width, height, frames,
+    /// autoencoder}` (the name of the autoencoder that will do it).
+    #[wasm_bindgen(js_name = clipSize)]
+    pub fn clip_size(&self) -> Result<JsValue, JsError> {
+        let (height, width, frames, name) = self.engine.decompose_size();
+        let size = js_sys::Object::new();
+        for (key, value) in [
+            ("width", JsValue::from(width as u32)),
+            ("height", JsValue::from(height as u32)),
+            ("frames", JsValue::from(frames as u32)),
+            ("autoencoder", JsValue::from(name)),
+        ] {
+            js_sys::Reflect::set(&size, &key.into(), &value).map_err(js_error)?;
+        }
+        Ok(size.into())
     }
 
     /// Text to video. `progress(stage, done, total)` is called as the work goes, with stage
@@ -154,8 +175,8 @@ impl Studio {
         })
     }
 
-    /// Content and motion of a clip (RGBA frames at the model's size, one after the other),
-    /// and its reconstruction.
+    /// Content and motion of a clip (RGBA frames of [`clip_size`](Self::clip_size), one after
+    /// the other), and its reconstruction.
     pub fn decompose(&self, frames: Vec<u8>) -> Promise {
         let engine = self.engine.clone();
         future_to_promise(async move { answer(engine.decompose(&frames).await) })
@@ -234,6 +255,17 @@ impl ClipPanels {
     pub fn truncated(&self) -> bool {
         self.0.truncated
     }
+}
+
+/// A JavaScript `Map` of file names to bytes.
+fn file_map(files: &js_sys::Map) -> Result<HashMap<String, Vec<u8>>, JsError> {
+    let mut bytes = HashMap::new();
+    for entry in files.entries() {
+        let pair: js_sys::Array = entry.map_err(js_error)?.into();
+        let name = pair.get(0).as_string().unwrap_or_default();
+        bytes.insert(name, Uint8Array::new(&pair.get(1)).to_vec());
+    }
+    Ok(bytes)
 }
 
 /// A picture as `[width: u32 le, height: u32 le, rgba...]`.

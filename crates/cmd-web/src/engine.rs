@@ -1,12 +1,15 @@
 //! The engine: load a bundle, generate (text to video, image to video), decompose a clip into
 //! content and motion, transfer motion; each result comes with the teaching pictures.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use burn::tensor::{Device, Tensor, TensorData};
+use cmd_model::OutputMode;
 use cmd_model::kernels;
 use cmd_model::metrics::psnr;
-use cmd_model::pipelines::{CmdPipeline, SampleLoop, Sampler, SamplingOptions, Stage};
+use cmd_model::pipelines::bundle::load_bundle_autoencoder;
+use cmd_model::pipelines::{CmdPipeline, Codec, SampleLoop, Sampler, SamplingOptions, Stage};
 use cmd_video::views::{motion_planes, weight_maps};
 use cmd_video::{Clip, gif};
 
@@ -121,6 +124,9 @@ async fn settle(x: &Tensor<4>) -> Result<(), String> {
 pub struct Engine {
     pipeline: CmdPipeline,
     device: Device,
+    /// The autoencoder that decomposes and transfers real clips, once loaded (until then the
+    /// bundle's own does).
+    clips: OnceCell<Codec>,
 }
 
 impl Engine {
@@ -128,7 +134,49 @@ impl Engine {
     pub fn load(mut files: HashMap<String, Vec<u8>>, device: Device) -> Result<Self, String> {
         let mut read = |name: &str| Ok::<_, String>(files.remove(name));
         let pipeline = CmdPipeline::from_bundle(&mut read, &device).map_err(|e| e.to_string())?;
-        Ok(Self { pipeline, device })
+        Ok(Self {
+            pipeline,
+            device,
+            clips: OnceCell::new(),
+        })
+    }
+
+    /// Loads the autoencoder for real clips (`model.json` and `autoencoder.safetensors` of
+    /// an autoencoder folder): [`decompose`](Self::decompose) and
+    /// [`transfer`](Self::transfer) use it from then on. Loading it again does nothing.
+    pub fn load_clip_autoencoder(&self, mut files: HashMap<String, Vec<u8>>) -> Result<(), String> {
+        if self.clips.get().is_some() {
+            return Ok(());
+        }
+        let mut read = |name: &str| Ok::<_, String>(files.remove(name));
+        let autoencoder =
+            load_bundle_autoencoder(&mut read, &self.device).map_err(|e| e.to_string())?;
+        if autoencoder.config().output != OutputMode::Pixel {
+            return Err(format!(
+                "'{}' is a latent-mode autoencoder; clips are decomposed in pixels",
+                autoencoder.config().name
+            ));
+        }
+        let _ = self.clips.set(Codec {
+            autoencoder,
+            vae: None,
+        });
+        Ok(())
+    }
+
+    /// The codec that decomposes clips: the real-clip autoencoder once loaded, else the
+    /// bundle's.
+    fn clip_codec(&self) -> &Codec {
+        self.clips.get().unwrap_or(&self.pipeline.codec)
+    }
+
+    /// Frame size `(height, width)`, frames per clip and name of the autoencoder that
+    /// decomposes clips.
+    pub fn decompose_size(&self) -> (usize, usize, usize, String) {
+        let codec = self.clip_codec();
+        let (h, w) = codec.frame_size();
+        let cfg = codec.autoencoder.config();
+        (h, w, cfg.frames, cfg.name.clone())
     }
 
     /// Frame size `(height, width)` and frames per clip.
@@ -235,7 +283,9 @@ impl Engine {
         let clip = self.to_clip(frames).await?;
         // The importance weights belong to an encoding: encode the generated clip again.
         let weights = p.codec.encode(clip_tensor(&clip, &self.device)).weights;
-        let panels = self.panels(clip, content, motion, weights, None).await?;
+        let panels = self
+            .panels(&self.pipeline.codec, clip, content, motion, weights, None)
+            .await?;
         progress(Stage::Decode, 1, 1);
         Ok(panels)
     }
@@ -243,35 +293,30 @@ impl Engine {
     /// Splits a clip (`frames x height x width` RGBA at the model's size) into content and
     /// motion and decodes it back; the panels carry the reconstruction and its PSNR.
     pub async fn decompose(&self, rgba: &[u8]) -> Result<Panels, String> {
-        let (h, w, l) = self.clip_size();
+        let codec = self.clip_codec();
+        let (h, w, l, _) = self.decompose_size();
         let input = clip_from_rgba(rgba, l, h, w)?;
         let x = clip_tensor(&input, &self.device);
-        let encoded = self.pipeline.codec.encode(x);
-        let frames = self
-            .pipeline
-            .codec
-            .decode(encoded.content.clone(), encoded.motion.clone());
+        let encoded = codec.encode(x);
+        let frames = codec.decode(encoded.content.clone(), encoded.motion.clone());
         let clip = self.to_clip(frames).await?;
         let score = psnr(&unit(&clip), &unit(&input));
         let (content, motion) = (encoded.content, encoded.motion);
-        self.panels(clip, content, motion, encoded.weights, Some(score))
+        self.panels(codec, clip, content, motion, encoded.weights, Some(score))
             .await
     }
 
     /// The content frame of clip `a` with the motion of clip `b` (both as for
     /// [`decompose`](Self::decompose)).
     pub async fn transfer(&self, a: &[u8], b: &[u8]) -> Result<Panels, String> {
-        let (h, w, l) = self.clip_size();
+        let codec = self.clip_codec();
+        let (h, w, l, _) = self.decompose_size();
         let a = clip_tensor(&clip_from_rgba(a, l, h, w)?, &self.device);
         let b = clip_tensor(&clip_from_rgba(b, l, h, w)?, &self.device);
-        let video = self.pipeline.codec.transfer(a, b);
+        let video = codec.transfer(a, b);
         let clip = self.to_clip(video.frames).await?;
-        let weights = self
-            .pipeline
-            .codec
-            .encode(clip_tensor(&clip, &self.device))
-            .weights;
-        self.panels(clip, video.content, video.motion, weights, None)
+        let weights = codec.encode(clip_tensor(&clip, &self.device)).weights;
+        self.panels(codec, clip, video.content, video.motion, weights, None)
             .await
     }
 
@@ -284,13 +329,13 @@ impl Engine {
     /// The teaching pictures of a clip.
     async fn panels(
         &self,
+        codec: &Codec,
         clip: Clip,
         content: Tensor<4>,
         motion: Tensor<4>,
         weights: Tensor<5>,
         psnr: Option<f64>,
     ) -> Result<Panels, String> {
-        let codec = &self.pipeline.codec;
         let cfg = codec.autoencoder.config();
         let still = codec.decode(content.clone(), motion.zeros_like());
         let content_only = self.to_clip(still).await?;

@@ -8,15 +8,22 @@ use burn::tensor::Device;
 use cmd_model::pipelines::Stage;
 use cmd_web::{Engine, Request};
 
-fn engine() -> Engine {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/teaching");
+/// The files of a shipped model folder, by name.
+fn files(folder: &str) -> HashMap<String, Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models")
+        .join(folder);
     let mut files = HashMap::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
         files.insert(name, std::fs::read(&path).unwrap());
     }
-    Engine::load(files, Device::flex()).unwrap()
+    files
+}
+
+fn engine() -> Engine {
+    Engine::load(files("teaching"), Device::flex()).unwrap()
 }
 
 fn request(prompt: &str) -> Request {
@@ -110,4 +117,47 @@ fn bad_requests_are_named() {
         Ok(_) => panic!("an empty bundle loads"),
     };
     assert!(err.contains("model.json"), "{err}");
+}
+
+#[test]
+fn real_clips_are_decomposed_by_the_real_video_autoencoder_once_loaded() {
+    let engine = engine();
+    let (h, w, l, name) = engine.decompose_size();
+    assert_eq!((h, w, l, name.as_str()), (32, 32, 16, "teaching"));
+
+    // A bad folder is named and changes nothing.
+    let err = engine.load_clip_autoencoder(HashMap::new()).unwrap_err();
+    assert!(err.contains("model.json"), "{err}");
+    let mut broken = files("real");
+    broken.insert("autoencoder.safetensors".into(), vec![0; 16]);
+    let err = engine.load_clip_autoencoder(broken).unwrap_err();
+    assert!(err.contains("autoencoder.safetensors"), "{err}");
+    assert_eq!(engine.decompose_size().3, "teaching");
+
+    engine.load_clip_autoencoder(files("real")).unwrap();
+    let (h, w, l, name) = engine.decompose_size();
+    assert_eq!((h, w, l, name.as_str()), (64, 64, 16, "real64"));
+    // Generation keeps the teaching model's size.
+    assert_eq!(engine.clip_size(), (32, 32, 16));
+
+    // A real clip (opencv-doc's vtest, pedestrians) at the autoencoder's size.
+    let clip = cmd_video::read_clip(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clips/vtest.y4m"),
+        &cmd_video::Take::first(l),
+    )
+    .unwrap()
+    .fit(w as u32, h as u32);
+    let rgba: Vec<u8> = clip
+        .frames
+        .iter()
+        .flat_map(|f| f.pixels().flat_map(|p| [p[0], p[1], p[2], 255]))
+        .collect();
+    let decomposed = pollster::block_on(engine.decompose(&rgba)).unwrap();
+    let psnr = decomposed.psnr.unwrap();
+    assert!(psnr > 24.0, "PSNR {psnr}");
+    assert_eq!(decomposed.clip_rgba().len(), rgba.len());
+    let moved = pollster::block_on(engine.transfer(&rgba, &rgba)).unwrap();
+    assert_eq!(moved.clip_rgba().len(), rgba.len());
+    let err = pollster::block_on(engine.decompose(&rgba[..32 * 32 * 4 * 16])).unwrap_err();
+    assert!(err.contains("expected 16 RGBA frames of 64x64"), "{err}");
 }

@@ -149,7 +149,7 @@ pub struct AnimateArgs {
 
 #[derive(Args, Debug)]
 pub struct TransferArgs {
-    /// The autoencoder (as for `reconstruct`; default: the shipped model's).
+    /// The autoencoder (as for `reconstruct`; default: the shipped real-video autoencoder).
     #[arg(long)]
     pub ae: Option<PathBuf>,
     /// The clip whose content frame is kept (any video file, y4m, gif or PNG frames).
@@ -171,9 +171,17 @@ pub struct TransferArgs {
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// The motion run (`train-motion`).
+    /// The motion run (`train-motion`): the whole model.
+    #[arg(long, required_unless_present = "ae", conflicts_with = "ae")]
+    pub model: Option<PathBuf>,
+    /// An autoencoder run (`train-ae`): the autoencoder on its own, a folder `reconstruct`
+    /// and `transfer` take as `--ae`.
     #[arg(long)]
-    pub model: PathBuf,
+    pub ae: Option<PathBuf>,
+    /// With --ae: the frame rate its training clips were sampled at, stored in model.json
+    /// (clips are then sampled at it for this autoencoder).
+    #[arg(long, requires = "ae")]
+    pub fps: Option<f64>,
     /// The folder to write.
     #[arg(long)]
     pub out: PathBuf,
@@ -309,6 +317,9 @@ pub struct TrainAeArgs {
     /// Steps of linear learning-rate warm-up (then a cosine decay to lr/10 at --steps).
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
+    /// Adam's first-moment decay (the spec's 0.5; 0.9 is the usual choice elsewhere).
+    #[arg(long, default_value_t = 0.5)]
+    pub beta1: f64,
     /// Write a checkpoint every this many steps (and always at the end).
     #[arg(long, default_value_t = 50)]
     pub checkpoint_every: usize,
@@ -340,7 +351,9 @@ pub struct FramesArgs {
     /// Take every stride-th frame (with --fps: every stride-th tick).
     #[arg(long, default_value_t = 1)]
     pub stride: usize,
-    /// Sample the video at this frame rate, by its timestamps (default: its own frames).
+    /// Sample the video at this frame rate, by its timestamps (default: the rate the
+    /// autoencoder was trained at when its model folder says so, as for the shipped one;
+    /// else the video's own frames).
     #[arg(long)]
     pub fps: Option<f64>,
 }
@@ -363,14 +376,15 @@ impl FramesArgs {
 pub struct ReconstructArgs {
     /// The autoencoder: a run folder written by `train-ae`, its `model.bpk` (with
     /// `config.json` in a parent folder), or a model folder written by `cmdv export`
-    /// (default: the shipped model's autoencoder).
+    /// (default: the shipped real-video autoencoder, `models/real`).
     #[arg(long)]
     pub ae: Option<PathBuf>,
     /// The clip to reconstruct: any video file (mp4, mov, mkv, webm, avi, ...), y4m, gif, or a
     /// folder of PNG frames.
     #[arg(long)]
     pub input: PathBuf,
-    /// Folder for content.png, weights.png, motion.png, input.gif and recon.gif.
+    /// Folder for slide.png, content.png, weights.png, motion.png, input.gif, recon.gif and
+    /// content-only.gif.
     #[arg(long)]
     pub out: PathBuf,
     #[command(flatten)]

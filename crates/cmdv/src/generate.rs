@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::{DType, Device, Tensor};
+use cmd_model::pipelines::bundle::AutoencoderBundle;
 use cmd_model::pipelines::{CmdPipeline, Codec, GenerateOptions, SamplingOptions, Stage, Video};
 use cmd_video::Clip;
 use indicatif::ProgressBar;
@@ -112,11 +113,24 @@ pub fn load_model(model: Option<&Path>, device: &Device) -> Result<CmdPipeline> 
 
 pub fn export(args: &ExportArgs) -> Result<()> {
     let device = Device::flex();
-    let pipeline = motion::load_pipeline(&args.model, &device)?;
     let dtype = if args.f32 { DType::F32 } else { DType::F16 };
-    let files = pipeline
-        .to_bundle(dtype)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.model.display()))?;
+    let files = match (&args.model, &args.ae) {
+        (Some(model), _) => motion::load_pipeline(model, &device)?
+            .to_bundle(dtype)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?,
+        (None, Some(ae)) => {
+            if let Some(fps) = args.fps {
+                ensure!(
+                    fps.is_finite() && fps > 0.0,
+                    "--fps must be a positive number, found {fps}"
+                );
+            }
+            let autoencoder = crate::checkpoint::load_autoencoder(ae, &device)?;
+            AutoencoderBundle::files(&autoencoder, args.fps, dtype)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", ae.display()))?
+        }
+        (None, None) => bail!("give --model (a motion run) or --ae (an autoencoder run)"),
+    };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
     let mut total = 0;
@@ -181,7 +195,11 @@ pub fn animate(args: &AnimateArgs) -> Result<()> {
 
 pub fn transfer(args: &TransferArgs) -> Result<()> {
     let device = device::open(args.device)?;
-    let (autoencoder, note) = crate::reconstruct::autoencoder(args.ae.as_deref(), &device)?;
+    let crate::reconstruct::ClipAutoencoder {
+        model: autoencoder,
+        fps: trained_fps,
+        note,
+    } = crate::reconstruct::autoencoder(args.ae.as_deref(), &device)?;
     let vae = match args.ae.as_deref().map(recorded).transpose()?.flatten() {
         Some(folder) => {
             let vae = FrameVae::load(&folder, &device)?;
@@ -193,7 +211,14 @@ pub fn transfer(args: &TransferArgs) -> Result<()> {
     let frames = codec.autoencoder.config().frames;
     let (h, w) = codec.frame_size();
     let read = |path: &Path| {
-        read_fitted(path, &args.frames, frames, (w as u32, h as u32)).map(|clip| {
+        read_fitted(
+            path,
+            &args.frames,
+            frames,
+            (w as u32, h as u32),
+            trained_fps,
+        )
+        .map(|clip| {
             (
                 clips_to_tensor(std::slice::from_ref(&clip), &device),
                 clip.fps,

@@ -4,48 +4,101 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use cmd_model::metrics::{psnr, ssim};
+use cmd_model::pipelines::bundle::AutoencoderBundle;
 use cmd_model::{Autoencoder, OutputMode};
+use cmd_video::slide::{self, Slide};
 use cmd_video::{Clip, Video, gif, png, views};
 
 use crate::checkpoint::load_autoencoder;
 use crate::cli::{FramesArgs, ReconstructArgs};
 use crate::device;
-use crate::generate::SHIPPED_MODEL;
 use crate::tensor_io::{clips_to_tensor, to_vec};
 
-/// The autoencoder `--ae` names, or the shipped model's, with a note to show once the
-/// command has done its work (so an error stays the only thing said).
-pub fn autoencoder(
-    ae: Option<&Path>,
-    device: &burn::tensor::Device,
-) -> Result<(Autoencoder, Option<String>)> {
+/// The shipped real-video autoencoder (trained on real footage; see its README).
+pub const SHIPPED_AUTOENCODER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/real");
+
+/// An autoencoder that clips go through, and how to sample clips for it.
+pub struct ClipAutoencoder {
+    /// The network.
+    pub model: Autoencoder,
+    /// The frame rate it was trained at (its model folder's `model.json` says), if known.
+    pub fps: Option<f64>,
+    /// What to say once the command has done its work (so an error stays the only thing
+    /// said): which autoencoder was used when none was named.
+    pub note: Option<String>,
+}
+
+/// The autoencoder `--ae` names, or the shipped real-video one.
+pub fn autoencoder(ae: Option<&Path>, device: &burn::tensor::Device) -> Result<ClipAutoencoder> {
     match ae {
-        Some(path) => Ok((load_autoencoder(path, device)?, None)),
+        Some(path) => Ok(ClipAutoencoder {
+            model: load_autoencoder(path, device)?,
+            fps: trained_fps(path)?,
+            note: None,
+        }),
         None => {
-            let path = Path::new(SHIPPED_MODEL);
-            let model = load_autoencoder(path, device)
-                .context("no --ae given, and the shipped model's autoencoder cannot be loaded")?;
+            let path = Path::new(SHIPPED_AUTOENCODER);
+            let model = load_autoencoder(path, device).context(
+                "no --ae given, and the shipped real-video autoencoder cannot be loaded",
+            )?;
             let cfg = model.config();
             let note = format!(
-                "used the shipped model's autoencoder ('{}', {}x{}; --ae names another)",
+                "used the shipped real-video autoencoder ('{}', {}x{}; --ae names another)",
                 cfg.name, cfg.width, cfg.height
             );
-            Ok((model, Some(note)))
+            Ok(ClipAutoencoder {
+                fps: trained_fps(path)?,
+                model,
+                note: Some(note),
+            })
         }
     }
 }
 
+/// The `fps` of a model folder's `model.json` (`None` for run folders and files).
+fn trained_fps(path: &Path) -> Result<Option<f64>> {
+    let json = path.join("model.json");
+    if !json.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read(&json).with_context(|| format!("{}: cannot read", json.display()))?;
+    let bundle: AutoencoderBundle = serde_json::from_slice(&text)
+        .with_context(|| format!("{}: not a model config", json.display()))?;
+    Ok(bundle.fps)
+}
+
 /// The frames `frames` selects from the video at `path`, fitted to `width x height`
-/// (centre-cropped to that aspect, then resized), saying what was done.
+/// (centre-cropped to that aspect, then resized), saying what was done. Without `--fps`,
+/// videos are sampled at `trained_fps` (the autoencoder's) when given and long enough.
 pub fn read_fitted(
     path: &Path,
     frames: &FramesArgs,
     count: usize,
     (width, height): (u32, u32),
+    trained_fps: Option<f64>,
 ) -> Result<Clip> {
     let video = Video::open(path)?;
     let info = video.info();
-    let clip = video.read(&frames.take(count))?;
+    let mut take = frames.take(count);
+    // Said once the frames are read, so that an error stays the only thing said.
+    let mut own_rate = None;
+    if let (None, Some(fps)) = (frames.fps, trained_fps) {
+        let at_fps = take.at_fps(Some(fps));
+        match at_fps.indices(&info.timeline) {
+            Ok(_) => take = at_fps,
+            Err(_) => {
+                own_rate = Some(format!(
+                    "{}: too short for {count} frames at the autoencoder's {fps} fps; took its \
+                     own frames",
+                    path.display()
+                ))
+            }
+        }
+    }
+    let clip = video.read(&take)?;
+    if let Some(note) = own_rate {
+        eprintln!("{note}");
+    }
     eprintln!(
         "{}: {}x{} {}, {} frames at {:.3} fps; took {count} frames at {:.3} fps",
         path.display(),
@@ -78,7 +131,7 @@ pub fn read_fitted(
 
 pub fn run(args: &ReconstructArgs) -> Result<()> {
     let device = device::open(args.device)?;
-    let (model, note) = autoencoder(args.ae.as_deref(), &device)?;
+    let ClipAutoencoder { model, fps, note } = autoencoder(args.ae.as_deref(), &device)?;
     let cfg = model.config().clone();
     if cfg.output != OutputMode::Pixel {
         bail!(
@@ -88,7 +141,7 @@ pub fn run(args: &ReconstructArgs) -> Result<()> {
         );
     }
     let (l, h, w) = (cfg.frames, cfg.height, cfg.width);
-    let clip = read_fitted(&args.input, &args.frames, l, (w as u32, h as u32))?;
+    let clip = read_fitted(&args.input, &args.frames, l, (w as u32, h as u32), fps)?;
 
     let x = clips_to_tensor(std::slice::from_ref(&clip), &device);
     let (encoded, recon) = model.forward(x);
@@ -112,6 +165,7 @@ pub fn run(args: &ReconstructArgs) -> Result<()> {
     let score_psnr = psnr(&a, &b);
     let score_ssim = ssim(&a, &b, h, w);
     let still_psnr = psnr(&a, &unit(&still_clip));
+    let mean_psnr = psnr(&a, &mean_frame(&a, l));
 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create output folder", args.out.display()))?;
@@ -132,6 +186,24 @@ pub fn run(args: &ReconstructArgs) -> Result<()> {
     gif::write(&args.out.join("input.gif"), &clip)?;
     gif::write(&args.out.join("recon.gif"), &recon_clip)?;
     gif::write(&args.out.join("content-only.gif"), &still_clip)?;
+    let name = args.input.file_name().map_or_else(
+        || args.input.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let picture = slide::render(&Slide {
+        input: &clip,
+        recon: &recon_clip,
+        content_only: &still_clip,
+        content: &content.frames[0],
+        weights: &weights,
+        motion: &motion,
+        title: format!(
+            "{name}: PSNR {score_psnr:.2} dB, SSIM {score_ssim:.3}; content frame alone \
+             {still_psnr:.2} dB ('{}' autoencoder, {w}x{h})",
+            cfg.name
+        ),
+    });
+    png::write_image(&args.out.join("slide.png"), &picture)?;
 
     if let Some(note) = note {
         eprintln!("{note}");
@@ -141,6 +213,7 @@ pub fn run(args: &ReconstructArgs) -> Result<()> {
             "psnr": score_psnr,
             "ssim": score_ssim,
             "psnr_content_only": still_psnr,
+            "psnr_mean_frame": mean_psnr,
             "frames": l,
         });
         println!("{json}");
@@ -155,10 +228,34 @@ pub fn run(args: &ReconstructArgs) -> Result<()> {
             score_psnr - still_psnr
         );
         println!(
-            "wrote content.png, weights.png, motion.png, input.gif, recon.gif, \
+            "for comparison, the clip's mean frame shown for every frame: PSNR {mean_psnr:.2} dB"
+        );
+        println!(
+            "wrote slide.png, content.png, weights.png, motion.png, input.gif, recon.gif, \
              content-only.gif to {}",
             args.out.display()
         );
     }
     Ok(())
+}
+
+/// `frames` frames of values (one after the other) replaced by their mean frame: the
+/// reconstruction of a model that keeps no motion at all, a baseline to compare with.
+fn mean_frame(values: &[f32], frames: usize) -> Vec<f32> {
+    let size = values.len() / frames;
+    let mean: Vec<f32> = (0..size)
+        .map(|i| (0..frames).map(|l| values[l * size + i]).sum::<f32>() / frames as f32)
+        .collect();
+    mean.repeat(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mean_frame;
+
+    #[test]
+    fn mean_frame_repeats_the_average_of_each_value() {
+        let clip = [0.0, 1.0, 2.0, 4.0, 4.0, 1.0];
+        assert_eq!(mean_frame(&clip, 3), vec![2.0, 2.0, 2.0, 2.0, 2.0, 2.0]);
+    }
 }

@@ -17,11 +17,12 @@ use crate::parallel::DataParallel;
 use crate::tensor_io::{clips_to_tensor, to_scalar};
 use crate::{latents, progress};
 
-/// The optimizer of spec section 1: Adam with betas (0.5, 0.9), no weight decay; gradients
-/// clipped to norm 1 for stability at the larger learning rates small models use.
-fn optimizer() -> ModuleOptimizer {
+/// The optimizer of spec section 1: Adam with betas (`beta1`, 0.9) (the spec's `beta1` is
+/// 0.5), no weight decay; gradients clipped to norm 1 for stability at the larger learning
+/// rates small models use.
+fn optimizer(beta1: f64) -> ModuleOptimizer {
     AdamConfig::new()
-        .with_beta_1(0.5)
+        .with_beta_1(beta1 as f32)
         .with_beta_2(0.9)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
         .init()
@@ -38,6 +39,11 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
         args.lr.is_finite() && args.lr > 0.0,
         "--lr must be a positive number, found {}",
         args.lr
+    );
+    ensure!(
+        (0.0..1.0).contains(&args.beta1),
+        "--beta1 must be at least 0 and less than 1, found {}",
+        args.beta1
     );
     args.data.check()?;
     let config = AutoencoderConfig::preset(&args.preset)?;
@@ -88,13 +94,13 @@ pub fn run(args: &TrainAeArgs) -> Result<()> {
                 args.preset
             );
         }
-        run.resume(&config, optimizer(), &device)?
+        run.resume(&config, optimizer(args.beta1), &device)?
     } else {
         device.seed(args.seed);
         let model = config.init(&device)?;
         run.start(&config)?;
         let state = TrainState::new(args.seed);
-        (model, optimizer(), state)
+        (model, optimizer(args.beta1), state)
     };
     if state.step >= args.steps {
         eprintln!(

@@ -47,6 +47,7 @@ fn reconstruct_takes_every_common_video_with_no_other_setup() {
         let psnr = v["psnr"].as_f64().unwrap();
         assert!(psnr.is_finite() && psnr > 5.0, "{name}: {psnr}");
         for f in [
+            "slide.png",
             "content.png",
             "weights.png",
             "motion.png",
@@ -89,10 +90,18 @@ fn reconstruct_takes_frames_from_anywhere_at_any_rate() {
     );
     assert!(said.contains("took 16 frames at 8.000 fps"), "{said}");
     assert!(
-        said.contains("centre-cropped to 120x120 and resized to the model's 32x32"),
+        said.contains("centre-cropped to 120x120 and resized to the model's 64x64"),
         "{said}"
     );
-    ok(&[
+    assert!(
+        said.contains("used the shipped real-video autoencoder ('real64', 64x64"),
+        "{said}"
+    );
+    // Without --fps, clips are sampled at the rate the shipped autoencoder was trained at;
+    // where that runs past the end, at the video's own rate, and it says so.
+    let said = stderr(&["reconstruct", "--input", s(&input), "--out", s(&out)]);
+    assert!(said.contains("took 16 frames at 10.000 fps"), "{said}");
+    let said = stderr(&[
         "reconstruct",
         "--input",
         s(&input),
@@ -101,6 +110,11 @@ fn reconstruct_takes_frames_from_anywhere_at_any_rate() {
         "--offset",
         "280",
     ]);
+    assert!(
+        said.contains("too short for 16 frames at the autoencoder's 10 fps")
+            && said.contains("took 16 frames at 29.970 fps"),
+        "{said}"
+    );
 
     let err = fails(&[
         "reconstruct",

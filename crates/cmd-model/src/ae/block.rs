@@ -1,9 +1,14 @@
 //! Divided space-time transformer blocks (TimeSformer, Bertasius et al. 2021) as used by
 //! PVDM and CMD: pre-LayerNorm temporal attention, spatial attention and a GEGLU feed-forward,
 //! each with a residual connection. Attention projections have no bias.
+//!
+//! Decision: the last layer of every residual branch starts at zero, so a fresh block is the
+//! identity (as DiT's adaLN-Zero, ReZero and SkipInit do). With random branches a fresh
+//! decoder scrambles the content frame it is given, and a small model spends its first
+//! thousand steps undoing that; the measurements are in the README ("Fitting real clips").
 
 use burn::module::Module;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -31,7 +36,9 @@ impl Attention {
             to_qkv: LinearConfig::new(dim, 3 * inner)
                 .with_bias(false)
                 .init(device),
-            to_out: LinearConfig::new(inner, dim).init(device),
+            to_out: LinearConfig::new(inner, dim)
+                .with_initializer(Initializer::Zeros)
+                .init(device),
             heads,
             head_dim,
         }
@@ -71,7 +78,9 @@ impl FeedForward {
         Self {
             norm: LayerNormConfig::new(dim).init(device),
             proj_in: LinearConfig::new(dim, 8 * dim).init(device),
-            proj_out: LinearConfig::new(4 * dim, dim).init(device),
+            proj_out: LinearConfig::new(4 * dim, dim)
+                .with_initializer(Initializer::Zeros)
+                .init(device),
         }
     }
 

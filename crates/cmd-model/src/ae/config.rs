@@ -50,8 +50,9 @@ pub struct AutoencoderConfig {
 }
 
 /// The preset names, in the order `cmdv info` lists them.
-pub const PRESETS: [&str; 6] = [
+pub const PRESETS: [&str; 7] = [
     "tiny",
+    "real64",
     "teaching",
     "tiny-latent",
     "ucf64",
@@ -65,6 +66,7 @@ impl AutoencoderConfig {
     /// | preset | C | H x W | p | C' | D | depth | heads x dim | output |
     /// |---|---|---|---|---|---|---|---|---|
     /// | `tiny` | 3 | 64 x 64 | 4 | 96 | 8 | 2 | 4 x 24 | pixel |
+    /// | `real64` | 3 | 64 x 64 | 4 | 96 | 16 | 2 | 4 x 24 | pixel |
     /// | `teaching` | 3 | 32 x 32 | 4 | 96 | 8 | 2 | 4 x 24 | pixel |
     /// | `tiny-latent` | 4 | 32 x 32 | 4 | 96 | 8 | 2 | 4 x 24 | latent |
     /// | `ucf64` | 3 | 64 x 64 | 2 | 384 | 8 | 12 | 8 x 64 | pixel |
@@ -72,6 +74,8 @@ impl AutoencoderConfig {
     /// | `sd21-512x1024` | 4 | 64 x 128 | 2 | 384 | 8 | 12 | 8 x 64 | latent |
     ///
     /// `tiny` is ours: small enough to train on a laptop CPU in minutes and to run in a browser;
+    /// `real64` is `tiny` with the paper's motion-latent size at 64 x 64 (`D L (H'+W')` = 8192
+    /// numbers: with patch 4 that takes `D` = 16), the shipped real-video autoencoder's;
     /// `teaching` is `tiny` at 32 x 32 (a quarter of the work), the shipped teaching model's;
     /// `tiny-latent` is its latent-mode twin (for small Stable Diffusion VAEs and tests).
     pub fn preset(name: &str) -> Result<Self, ModelError> {
@@ -80,6 +84,7 @@ impl AutoencoderConfig {
         };
         let config = match name {
             "tiny" => Self::new(3, 16, 64, 64, 4, 96, 8, 2, 4, 24, OutputMode::Pixel),
+            "real64" => Self::new(3, 16, 64, 64, 4, 96, 16, 2, 4, 24, OutputMode::Pixel),
             "teaching" => Self::new(3, 16, 32, 32, 4, 96, 8, 2, 4, 24, OutputMode::Pixel),
             "tiny-latent" => Self::new(4, 16, 32, 32, 4, 96, 8, 2, 4, 24, OutputMode::Latent),
             "ucf64" => paper(3, 64, 64, OutputMode::Pixel),

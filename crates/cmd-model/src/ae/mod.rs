@@ -7,10 +7,12 @@
 //! - [`block`]: attention, GEGLU feed-forward and the divided space-time block.
 //! - [`patch`]: patchify / un-patchify of frame stacks.
 //! - [`motion`]: joining and splitting the two motion planes.
+//! - `init`: the decoder's starting weights (it starts by copying the content frame).
 //! - [`model`]: the [`Autoencoder`] itself.
 
 pub mod block;
 pub mod config;
+mod init;
 pub mod model;
 pub mod motion;
 pub mod patch;

@@ -7,8 +7,8 @@ use burn::tensor::{Device, Tensor};
 
 use super::block::{Positions, Transformer};
 use super::config::{AutoencoderConfig, OutputMode};
-use super::motion;
 use super::patch::{patchify, unpatchify};
+use super::{init, motion};
 use crate::{ModelError, kernels};
 
 /// What the encoder makes of a batch of clips.
@@ -53,11 +53,19 @@ impl AutoencoderConfig {
     /// A freshly initialised autoencoder of this size on `device`.
     ///
     /// The importance head starts at zero, so an untrained model's content frame is the mean
-    /// frame.
+    /// frame, and the decoder starts by showing its content frame for every frame (see
+    /// `init.rs`), so an untrained model's reconstruction is the clip's mean frame.
     pub fn init(&self, device: &Device) -> Result<Autoencoder, ModelError> {
         self.validate()?;
         let (c, pd, d) = (self.hidden, self.patch_dim(), self.motion_dim);
         let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let copies = init::copies(self);
+        let from_motion = || match copies {
+            true => LinearConfig::new(d, c)
+                .with_initializer(Initializer::Zeros)
+                .init(device),
+            false => linear(d, c),
+        };
         Ok(Autoencoder {
             patch_embed: linear(pd, c),
             encoder: Transformer::new(self, device),
@@ -66,11 +74,17 @@ impl AutoencoderConfig {
                 .init(device),
             to_motion_y: linear(c, d),
             to_motion_x: linear(c, d),
-            content_embed: linear(pd, c),
-            from_motion_y: linear(d, c),
-            from_motion_x: linear(d, c),
+            content_embed: match copies {
+                true => init::content_embed(self, device),
+                false => linear(pd, c),
+            },
+            from_motion_y: from_motion(),
+            from_motion_x: from_motion(),
             decoder: Transformer::new(self, device),
-            head: linear(c, pd),
+            head: match copies {
+                true => init::head(self, device),
+                false => linear(c, pd),
+            },
             config: self.clone(),
         })
     }
@@ -301,7 +315,11 @@ mod tests {
     fn motion_changes_the_decoded_clip() {
         let dev = Device::flex();
         let cfg = small("sd21-512x1024");
-        let model = cfg.init(&dev).unwrap();
+        let mut model = cfg.init(&dev).unwrap();
+        // Trained weights, not the fresh decoder's zero motion projections.
+        for layer in [&mut model.from_motion_y, &mut model.from_motion_x] {
+            *layer = LinearConfig::new(cfg.motion_dim, cfg.hidden).init(&dev);
+        }
         let enc = model.encode(clips(&cfg, 1, &dev));
         let out = model.decode(enc.content.clone(), enc.motion.clone());
         let zero = model.decode(enc.content, enc.motion.zeros_like());

@@ -11,6 +11,9 @@
 //! ```
 //!
 //! Weights are stored in PyTorch layout, in f16 or f32; they load into models of either type.
+//!
+//! An autoencoder ships on its own in the same form: a folder of `model.json` (its
+//! [`AutoencoderBundle`]) and `autoencoder.safetensors`.
 
 use burn::tensor::{DType, Device};
 use burn_store::ModuleSnapshot;
@@ -40,6 +43,39 @@ pub struct BundleConfig {
     pub content_scheduler: SchedulerConfig,
     /// The motion DiT.
     pub dit: DitConfig,
+}
+
+/// `model.json` of a folder holding only an autoencoder.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AutoencoderBundle {
+    /// The video autoencoder.
+    pub autoencoder: AutoencoderConfig,
+    /// The frame rate its training clips were sampled at, the rate to sample clips at for it
+    /// (absent: clips were taken frame by frame).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
+}
+
+impl AutoencoderBundle {
+    /// The files of an autoencoder folder (name, contents), weights stored as `dtype`.
+    pub fn files(
+        autoencoder: &Autoencoder,
+        fps: Option<f64>,
+        dtype: DType,
+    ) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let config = Self {
+            autoencoder: autoencoder.config().clone(),
+            fps,
+        };
+        let json = serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?;
+        Ok(vec![
+            ("model.json".into(), json.into_bytes()),
+            (
+                WEIGHT_FILES[0].into(),
+                save_safetensors(autoencoder, dtype)?,
+            ),
+        ])
+    }
 }
 
 /// The weight files of a bundle.
@@ -82,11 +118,7 @@ pub fn load_bundle_autoencoder(
     files: &mut ReadFile,
     device: &Device,
 ) -> Result<Autoencoder, SdLoadError> {
-    #[derive(Deserialize)]
-    struct Only {
-        autoencoder: AutoencoderConfig,
-    }
-    let config: Only = serde_json::from_slice(&read(files, "model.json")?)
+    let config: AutoencoderBundle = serde_json::from_slice(&read(files, "model.json")?)
         .or_else(|e| fail("model.json", format!("not a model config: {e}")))?;
     let mut autoencoder = config
         .autoencoder
