@@ -67,7 +67,7 @@ async function main() {
     check(!cachedEarly, 'the real-video autoencoder is not loaded before it is needed');
     await p.evaluate(() => { window.cmd.last = null; });
     await p.setInputFiles('#decompose-file', clip);
-    await p.waitForFunction(() => window.cmd.last || window.cmd.error, null, { timeout: 300_000 });
+    await p.waitForFunction(() => window.cmd.last || window.cmd.error, null, { timeout: 900_000 });
     const decomposed = await p.evaluate(() => ({ last: window.cmd.last, error: window.cmd.error,
       clips: window.cmd.clips, psnr: document.getElementById('psnr').textContent }));
     const db = Number((/PSNR ([\d.]+) dB/.exec(decomposed.psnr) || [])[1]);
@@ -83,7 +83,7 @@ async function main() {
     await p.setInputFiles('#transfer-a', clip);
     await p.setInputFiles('#transfer-b', clip);
     await p.click('#transfer');
-    await p.waitForFunction(() => window.cmd.last || window.cmd.error, null, { timeout: 300_000 });
+    await p.waitForFunction(() => window.cmd.last || window.cmd.error, null, { timeout: 900_000 });
     const moved = await p.evaluate(() => ({ last: window.cmd.last, error: window.cmd.error }));
     check(!moved.error && moved.last && moved.last.frames === 16, `motion is transferred (${moved.error || ''})`);
     const cached = await p.evaluate(() => caches.has('cmd-real-autoencoder'));
