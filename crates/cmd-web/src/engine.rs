@@ -174,15 +174,13 @@ impl Engine {
     /// decomposes clips.
     pub fn decompose_size(&self) -> (usize, usize, usize, String) {
         let codec = self.clip_codec();
-        let (h, w) = codec.frame_size();
-        let cfg = codec.autoencoder.config();
-        (h, w, cfg.frames, cfg.name.clone())
+        let (h, w, l) = shape(codec);
+        (h, w, l, codec.autoencoder.config().name.clone())
     }
 
     /// Frame size `(height, width)` and frames per clip.
     pub fn clip_size(&self) -> (usize, usize, usize) {
-        let (h, w) = self.pipeline.codec.frame_size();
-        (h, w, self.pipeline.codec.autoencoder.config().frames)
+        shape(&self.pipeline.codec)
     }
 
     /// Runs a sampling loop to the end, waiting for the device after each step.
@@ -294,7 +292,7 @@ impl Engine {
     /// motion and decodes it back; the panels carry the reconstruction and its PSNR.
     pub async fn decompose(&self, rgba: &[u8]) -> Result<Panels, String> {
         let codec = self.clip_codec();
-        let (h, w, l, _) = self.decompose_size();
+        let (h, w, l) = shape(codec);
         let input = clip_from_rgba(rgba, l, h, w)?;
         let x = clip_tensor(&input, &self.device);
         let encoded = codec.encode(x);
@@ -310,7 +308,7 @@ impl Engine {
     /// [`decompose`](Self::decompose)).
     pub async fn transfer(&self, a: &[u8], b: &[u8]) -> Result<Panels, String> {
         let codec = self.clip_codec();
-        let (h, w, l, _) = self.decompose_size();
+        let (h, w, l) = shape(codec);
         let a = clip_tensor(&clip_from_rgba(a, l, h, w)?, &self.device);
         let b = clip_tensor(&clip_from_rgba(b, l, h, w)?, &self.device);
         let video = codec.transfer(a, b);
@@ -365,6 +363,12 @@ impl Engine {
             truncated: false,
         })
     }
+}
+
+/// Frame size `(height, width)` and frames per clip of the clips `codec` takes.
+fn shape(codec: &Codec) -> (usize, usize, usize) {
+    let (h, w) = codec.frame_size();
+    (h, w, codec.autoencoder.config().frames)
 }
 
 /// A clip's values in `[0, 1]`.
