@@ -242,6 +242,17 @@ impl EncoderLayer {
 }
 
 impl ClipTextModel {
+    /// Keys a `CLIPTextModel` file may hold without a place here: the position-id buffer
+    /// older transformers saved.
+    pub const IGNORED_KEYS: &'static [&'static str] = &["text_model.embeddings.position_ids"];
+
+    /// transformers 5 saves `CLIPTextModel` without the `text_model.` prefix that 4.x wrote
+    /// (and both load in transformers): this puts it back, leaving 4.x keys as they are.
+    pub const KEY_REMAPPING: &'static [(&'static str, &'static str)] = &[(
+        r"^(embeddings|encoder|final_layer_norm)\.",
+        "text_model.$1.",
+    )];
+
     /// The model's sizes.
     pub fn config(&self) -> &ClipTextConfig {
         &self.config

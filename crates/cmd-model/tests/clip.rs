@@ -1,6 +1,6 @@
-//! CLIP text encoder parity with transformers 4.57.1 (`tests/reference/make_clip_fixture.py`),
-//! loaded from diffusers-style `text_encoder/` folders through the same code users use, and
-//! the weight-loading errors.
+//! CLIP text encoder parity with transformers 4.57.1 and 5.24.0
+//! (`tests/reference/make_clip_fixture.py`), loaded from diffusers-style `text_encoder/` folders
+//! through the same code users use, and the weight-loading errors.
 
 mod common;
 
@@ -9,6 +9,7 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use cmd_model::clip::{ClipTextConfig, ClipTextModel};
+use cmd_model::pipelines::stable_diffusion::load_text_encoder;
 use cmd_model::weights::{WeightsError, load_safetensors};
 use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
@@ -17,19 +18,27 @@ fn config(dir: &Path) -> ClipTextConfig {
     serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
 }
 
-fn load(dir: &Path, device: &Device) -> Result<ClipTextModel, WeightsError> {
-    let mut model = config(dir).init(device);
-    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
-    load_safetensors(&mut model, bytes, "model.safetensors", &[], &[])?;
-    Ok(model)
+/// Loads a `text_encoder/` folder the way a Stable Diffusion folder's is loaded.
+fn load_folder(dir: &Path, device: &Device) -> ClipTextModel {
+    let mut read = |path: &str| -> Result<Option<Vec<u8>>, String> {
+        let file = dir.join(path.strip_prefix("text_encoder/").unwrap());
+        Ok(std::fs::read(file).ok())
+    };
+    load_text_encoder(&mut read, device).unwrap().1
 }
 
+/// Both key layouts: transformers 4.x (`text_model.` prefix) and 5.x (none).
 #[test]
-fn text_encoders_match_transformers() {
+fn text_encoders_match_transformers_4_and_5() {
     let device = Device::flex();
-    for name in ["clip_text_quick_gelu", "clip_text_gelu"] {
+    for name in [
+        "clip_text_quick_gelu",
+        "clip_text_gelu",
+        "clip_text_quick_gelu_tf5",
+        "clip_text_gelu_tf5",
+    ] {
         let dir = common::reference(name);
-        let model = load(&dir, &device).unwrap();
+        let model = load_folder(&dir, &device);
         let io = std::fs::read(dir.join("io.safetensors")).unwrap();
         let io = SafeTensors::deserialize(&io).unwrap();
         let ids: Vec<u32> = io
@@ -155,4 +164,21 @@ fn legacy_eos_id_pools_at_the_highest_id() {
         1e-4,
         "legacy pooled",
     );
+}
+
+/// Configs name the weights' type `torch_dtype` (transformers before 4.56) or `dtype` (later);
+/// the file's own tensors say what they hold, so both read alike.
+#[test]
+fn configs_with_torch_dtype_or_dtype_read_alike() {
+    let dir = common::reference("clip_text_gelu_tf5");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(json["dtype"], "float32", "transformers 5 writes dtype");
+    let new: ClipTextConfig = serde_json::from_value(json.clone()).unwrap();
+    let map = json.as_object_mut().unwrap();
+    let dtype = map.remove("dtype").unwrap();
+    map.insert("torch_dtype".into(), dtype);
+    let old: ClipTextConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old, new);
+    assert_eq!(new.hidden_size, 32);
 }

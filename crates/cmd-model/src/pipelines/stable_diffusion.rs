@@ -13,7 +13,7 @@ use crate::schedulers::{SchedulerConfig, SchedulerError};
 use crate::tokenizer::{ClipTokenizer, TokenizerError, Tokens};
 use crate::unet::{Unet, UnetConfig};
 use crate::vae::{Vae, VaeConfig};
-use crate::weights::load_safetensors;
+use crate::weights::{TensorSet, load_tensors};
 
 use super::denoise::{SamplingOptions, denoise};
 
@@ -54,17 +54,89 @@ fn json<T: DeserializeOwned>(read: &mut ReadFile, file: &str) -> Result<T, SdLoa
     serde_json::from_slice(&bytes).or_else(|e| fail(file, format!("not a valid config: {e}")))
 }
 
-/// Weight file names of a diffusers part, full precision first.
-fn weight_files(part: &str, stem: &str) -> [String; 2] {
-    [
-        format!("{part}/{stem}.safetensors"),
-        format!("{part}/{stem}.fp16.safetensors"),
-    ]
+/// The weights of a diffusers part: `{stem}.safetensors`, its `fp16` variant, or either as
+/// shards listed by a `.safetensors.index.json` (full precision first). Pickle files
+/// (`.bin`) are refused, never read.
+fn weights(
+    read: &mut ReadFile,
+    part: &str,
+    stem: &str,
+) -> Result<(String, TensorSet), SdLoadError> {
+    for variant in ["", ".fp16"] {
+        let file = format!("{part}/{stem}{variant}.safetensors");
+        if let Some(bytes) = read(&file).or_else(|m| fail(&file, m))? {
+            let set = TensorSet::from_safetensors(bytes, &file)
+                .or_else(|e| fail(&file, strip_file(e.to_string(), &file)))?;
+            return Ok((file, set));
+        }
+        let index = format!("{part}/{stem}.safetensors.index{variant}.json");
+        if let Some(bytes) = read(&index).or_else(|m| fail(&index, m))? {
+            return Ok((index.clone(), shards(read, part, &index, &bytes)?));
+        }
+    }
+    // transformers names its pickles `pytorch_model.bin`, diffusers `{stem}.bin`.
+    for name in [stem, "pytorch_model"] {
+        for variant in ["", ".fp16"] {
+            let pickle = format!("{part}/{name}{variant}.bin");
+            if read(&pickle).or_else(|m| fail(&pickle, m))?.is_some() {
+                return fail(&pickle, PICKLE_REFUSED);
+            }
+        }
+    }
+    fail(
+        &format!("{part}/{stem}.safetensors"),
+        "missing (and no .fp16 variant or .safetensors.index.json of shards either)",
+    )
 }
 
-fn weights(read: &mut ReadFile, part: &str, stem: &str) -> Result<(String, Vec<u8>), SdLoadError> {
-    let names = weight_files(part, stem);
-    first_of(read, &[&names[0], &names[1]])
+/// Why pickle checkpoints are not read, and what to do instead.
+pub const PICKLE_REFUSED: &str = "a PyTorch pickle file, which is refused: unpickling it can run \
+     arbitrary code. Convert it to safetensors once, in Python: \
+     `from safetensors.torch import save_file; import torch; \
+     save_file(torch.load(IN, weights_only=True), OUT)` (for a whole checkpoint, save its \
+     \"state_dict\"), or with diffusers: `from_single_file(...).save_pretrained(DIR)`";
+
+/// The shards an index (`weight_map`: key -> shard file) names, as one set.
+fn shards(
+    read: &mut ReadFile,
+    part: &str,
+    index: &str,
+    bytes: &[u8],
+) -> Result<TensorSet, SdLoadError> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: std::collections::BTreeMap<String, String>,
+    }
+    let map: Index = serde_json::from_slice(bytes)
+        .or_else(|e| fail(index, format!("not a shard index (weight_map): {e}")))?;
+    let mut files: Vec<&String> = map.weight_map.values().collect();
+    files.sort();
+    files.dedup();
+    if files.is_empty() {
+        return fail(index, "its weight_map is empty");
+    }
+    let mut set = TensorSet::default();
+    for shard in files {
+        let file = format!("{part}/{shard}");
+        let Some(bytes) = read(&file).or_else(|m| fail(&file, m))? else {
+            return fail(&file, format!("missing: a shard named by {index}"));
+        };
+        let one = TensorSet::from_safetensors(bytes, &file)
+            .or_else(|e| fail(&file, strip_file(e.to_string(), &file)))?;
+        if let Some((key, _)) = map
+            .weight_map
+            .iter()
+            .find(|(key, s)| *s == shard && one.get(key).is_none())
+        {
+            return fail(
+                &file,
+                format!("{index} puts '{key}' in this shard, but it is not there"),
+            );
+        }
+        set.extend(one)
+            .or_else(|e| fail(&file, strip_file(e.to_string(), &file)))?;
+    }
+    Ok(set)
 }
 
 /// The tokenizer of `tokenizer/`: its `tokenizer.json`, or `vocab.json` + `merges.txt`, with
@@ -115,14 +187,13 @@ pub fn load_text_encoder(
 ) -> Result<(ClipTextConfig, ClipTextModel), SdLoadError> {
     let config: ClipTextConfig = json(read, "text_encoder/config.json")?;
     let mut model = config.init(device);
-    let (file, bytes) = weights(read, "text_encoder", "model")?;
-    // Older transformers saved the position-id buffer.
-    load_safetensors(
+    let (file, tensors) = weights(read, "text_encoder", "model")?;
+    load_tensors(
         &mut model,
-        bytes,
+        tensors,
         &file,
-        &["text_model.embeddings.position_ids"],
-        &[],
+        ClipTextModel::IGNORED_KEYS,
+        ClipTextModel::KEY_REMAPPING,
     )
     .or_else(|e| fail(&file, strip_file(e.to_string(), &file)))?;
     Ok((config, model))
@@ -133,8 +204,8 @@ pub fn load_unet(read: &mut ReadFile, device: &Device) -> Result<(UnetConfig, Un
     const CONFIG: &str = "unet/config.json";
     let config: UnetConfig = json(read, CONFIG)?;
     let mut unet = config.init(device).or_else(|e| fail(CONFIG, e))?;
-    let (file, bytes) = weights(read, "unet", "diffusion_pytorch_model")?;
-    load_safetensors(&mut unet, bytes, &file, &[], &config.key_remapping())
+    let (file, tensors) = weights(read, "unet", "diffusion_pytorch_model")?;
+    load_tensors(&mut unet, tensors, &file, &[], &config.key_remapping())
         .or_else(|e| fail(&file, strip_file(e.to_string(), &file)))?;
     Ok((config, unet))
 }
@@ -144,8 +215,8 @@ pub fn load_vae(read: &mut ReadFile, device: &Device) -> Result<(VaeConfig, Vae)
     const CONFIG: &str = "vae/config.json";
     let config: VaeConfig = json(read, CONFIG)?;
     let mut vae = config.init(device).or_else(|e| fail(CONFIG, e))?;
-    let (file, bytes) = weights(read, "vae", "diffusion_pytorch_model")?;
-    load_safetensors(&mut vae, bytes, &file, &[], &VaeConfig::key_remapping())
+    let (file, tensors) = weights(read, "vae", "diffusion_pytorch_model")?;
+    load_tensors(&mut vae, tensors, &file, &[], &VaeConfig::key_remapping())
         .or_else(|e| fail(&file, strip_file(e.to_string(), &file)))?;
     Ok((config, vae))
 }

@@ -11,9 +11,13 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{DType, Tensor};
 use burn_store::{
-    BurnToPyTorchAdapter, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
-    SafetensorsStore,
+    BurnToPyTorchAdapter, FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot,
+    PyTorchToBurnAdapter, SafetensorsStore,
 };
+
+mod set;
+
+pub use set::{Entry, TensorSet};
 
 /// Why a weights file does not fit a model.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -62,21 +66,31 @@ pub fn load_safetensors<M: ModuleSnapshot>(
     ignore: &[&str],
     remap: &[(&str, &str)],
 ) -> Result<(), WeightsError> {
-    let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(float_dtype(model)));
-    let mut store = SafetensorsStore::from_bytes(Some(bytes))
-        .with_from_adapter(adapter)
-        .allow_partial(true)
-        .validate(false);
-    for (from, to) in remap {
-        store = store.with_key_remapping(*from, *to);
+    let tensors = TensorSet::from_safetensors(bytes, file)?;
+    load_tensors(model, tensors, file, ignore, remap)
+}
+
+/// Fills `model` from `tensors` (one file, its shards, or part of a single-file checkpoint,
+/// named `file` in messages), as [`load_safetensors`] does.
+pub fn load_tensors<M: ModuleSnapshot>(
+    model: &mut M,
+    tensors: TensorSet,
+    file: &str,
+    ignore: &[&str],
+    remap: &[(&str, &str)],
+) -> Result<(), WeightsError> {
+    let mut tensors = tensors.into_pack();
+    if !remap.is_empty() {
+        let remapper =
+            KeyRemapper::from_patterns(remap.to_vec()).map_err(|e| WeightsError::Read {
+                file: file.to_string(),
+                message: format!("bad key remapping: {e}"),
+            })?;
+        tensors = remapper.remap(tensors).0;
     }
+    let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(float_dtype(model)));
+    let result = model.apply(tensors, None, Some(Box::new(adapter)), false);
     let file = file.to_string();
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| WeightsError::Read {
-            file: file.clone(),
-            message: e.to_string(),
-        })?;
     if let Some(error) = result.errors.first() {
         return Err(WeightsError::Mismatch {
             file,
