@@ -4,6 +4,12 @@
 
 use tokenizers::{AddedToken, Tokenizer};
 
+/// CLIP's 49,408-token BPE tokenizer (SD 1.x and 2.x) as a `tokenizer.json`, for models that
+/// do not carry their own: preset bases and single-file checkpoints (see
+/// `assets/clip-tokenizer/PROVENANCE.md`).
+pub const CLIP_TOKENIZER_JSON: &[u8] =
+    include_bytes!("../../../assets/clip-tokenizer/clip-vit-bpe-49408.tokenizer.json");
+
 /// Token ids of one prompt, framed and padded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokens {

@@ -9,12 +9,11 @@ use cmd_model::clip::ClipTextConfig;
 use cmd_model::dit::DitConfig;
 use cmd_model::pipelines::{CmdPipeline, Codec, GenerateOptions, Sampler, SamplingOptions, Stage};
 use cmd_model::schedulers::SchedulerConfig;
-use cmd_model::tokenizer::ClipTokenizer;
+use cmd_model::tokenizer::{CLIP_TOKENIZER_JSON, ClipTokenizer};
 use cmd_model::unet::UnetConfig;
 use cmd_model::{AutoencoderConfig, OutputMode, kernels};
 
 use crate::cli::{BenchArgs, BenchTarget, UnetLayout};
-use crate::content::CLIP_TOKENIZER;
 use crate::device;
 use crate::tensor_io::to_scalar;
 
@@ -238,7 +237,7 @@ fn random_pipeline(preset: &str, device: &Device) -> Result<CmdPipeline> {
         text.hidden_size,
     )?;
     Ok(CmdPipeline {
-        tokenizer: ClipTokenizer::from_json(CLIP_TOKENIZER, None)?,
+        tokenizer: ClipTokenizer::from_json(CLIP_TOKENIZER_JSON, None)?,
         text_encoder: text.init(device),
         content_unet: unet.init(device)?,
         content_unet_config: unet,

@@ -308,7 +308,7 @@ pub fn load_autoencoder(path: &Path, device: &Device) -> Result<Autoencoder> {
     }
     if path.join("model.json").is_file() {
         return cmd_model::pipelines::bundle::load_bundle_autoencoder(
-            &mut crate::sd_folder::reader(path),
+            &mut crate::sd_model::reader(path),
             device,
         )
         .with_context(|| format!("model folder {}", path.display()));

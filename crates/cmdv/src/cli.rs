@@ -299,7 +299,8 @@ pub struct TrainAeArgs {
     /// Autoencoder preset.
     #[arg(long, default_value = "tiny")]
     pub preset: String,
-    /// Stable Diffusion folder whose VAE makes the frame latents of latent-mode presets.
+    /// Stable Diffusion folder or single-file checkpoint whose VAE makes the frame latents of
+    /// latent-mode presets.
     #[arg(long)]
     pub vae: Option<PathBuf>,
     /// Run folder: checkpoints, config and metrics go here.
@@ -456,8 +457,9 @@ pub struct TrainContentArgs {
     #[arg(long)]
     pub ae: PathBuf,
     /// Where to start: a diffusers Stable Diffusion folder (unet/, vae/, text_encoder/,
-    /// tokenizer/, scheduler/), or a preset trained from scratch: `tiny` (CLIP's vocabulary) or
-    /// `teaching` (a compact vocabulary for the teaching dataset).
+    /// tokenizer/, scheduler/), a single-file SD 1.x/2.x `.safetensors` checkpoint, or a preset
+    /// trained from scratch: `tiny` (CLIP's vocabulary) or `teaching` (a compact vocabulary for
+    /// the teaching dataset).
     #[arg(long)]
     pub base: String,
     /// What the UNet learns to predict: `epsilon` (the noise) or `v` (the velocity; an
@@ -489,7 +491,8 @@ impl From<PredictionArg> for cmd_model::schedulers::Prediction {
 
 #[derive(Args, Debug)]
 pub struct SampleContentArgs {
-    /// A diffusers Stable Diffusion folder, or a run folder written by `train-content`.
+    /// A diffusers Stable Diffusion folder, a single-file SD 1.x/2.x checkpoint
+    /// (`.safetensors`), or a run folder written by `train-content`.
     #[arg(long)]
     pub model: PathBuf,
     /// The text prompt.
@@ -507,10 +510,15 @@ pub struct SampleContentArgs {
     /// Seed of the starting noise (the same seed gives the same image on every device).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Image height in pixels (Stable Diffusion folders; default: the model's own size).
+    /// What a Stable Diffusion model predicts, overriding its scheduler config (folders) or
+    /// the family's default (single files: epsilon for SD 1.x, v for SD 2.x; give `epsilon`
+    /// for SD 2.x's 512-px -base models).
+    #[arg(long, value_enum)]
+    pub prediction: Option<PredictionArg>,
+    /// Image height in pixels (Stable Diffusion models; default: the model's own size).
     #[arg(long)]
     pub height: Option<usize>,
-    /// Image width in pixels (Stable Diffusion folders; default: the model's own size).
+    /// Image width in pixels (Stable Diffusion models; default: the model's own size).
     #[arg(long)]
     pub width: Option<usize>,
     /// The PNG to write.

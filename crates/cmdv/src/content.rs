@@ -20,22 +20,18 @@ use cmd_model::pipelines::stable_diffusion::{
     load_scheduler, load_text_encoder, load_tokenizer, load_unet, load_vae,
 };
 use cmd_model::schedulers::SchedulerConfig;
-use cmd_model::tokenizer::ClipTokenizer;
+use cmd_model::tokenizer::{CLIP_TOKENIZER_JSON, ClipTokenizer};
 use cmd_model::unet::{Unet, UnetConfig};
 use cmd_model::vae::{Vae, VaeConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Run, load_record, read_run_json};
-use crate::sd_folder;
+use crate::sd_model;
 
 /// The bases that are not folders: `tiny` (CLIP's vocabulary, for any captions) and
 /// `teaching` (a compact vocabulary for the teaching dataset's captions, and a smaller text
 /// encoder: what the shipped model uses).
 pub const PRESET_BASES: [&str; 2] = ["tiny", "teaching"];
-
-/// CLIP's tokenizer, for preset bases (see `assets/clip-tokenizer/PROVENANCE.md`).
-pub const CLIP_TOKENIZER: &[u8] =
-    include_bytes!("../../../assets/clip-tokenizer/clip-vit-bpe-49408.tokenizer.json");
 
 /// What a content run was made from.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -109,7 +105,7 @@ pub fn from_base(
             };
             (tokenizer, text, unet)
         } else {
-            let tokenizer = ClipTokenizer::from_json(CLIP_TOKENIZER, None)?;
+            let tokenizer = ClipTokenizer::from_json(CLIP_TOKENIZER_JSON, None)?;
             (
                 tokenizer,
                 ClipTextConfig::tiny(),
@@ -127,23 +123,42 @@ pub fn from_base(
         });
     }
     let dir = Path::new(base);
-    if !sd_folder::is_sd_folder(dir) {
-        bail!(
-            "--base {base}: neither a preset ({}) nor a Stable Diffusion folder (no unet/config.json)",
-            PRESET_BASES.join(", ")
-        );
-    }
-    let context = || format!("Stable Diffusion folder {base}");
-    let mut read = sd_folder::reader(dir);
-    let tokenizer = load_tokenizer(&mut read).with_context(context)?;
-    let (text_config, text_encoder) = load_text_encoder(&mut read, device).with_context(context)?;
-    let (unet_config, unet) = load_unet(&mut read, device).with_context(context)?;
-    let scheduler = load_scheduler(&mut read).with_context(context)?;
-    let vae = if latent {
-        Some(load_vae(&mut read, device).with_context(context)?)
-    } else {
-        None
-    };
+    let (tokenizer, (text_config, text_encoder), (unet_config, unet), scheduler, vae) =
+        if dir.is_file() {
+            let file = sd_model::read_single_file(dir)?;
+            let prediction = file.family().default_prediction();
+            let vae = if latent {
+                Some(file.vae(device)?)
+            } else {
+                None
+            };
+            (
+                file.tokenizer(CLIP_TOKENIZER_JSON)?,
+                file.text_encoder(device)?,
+                file.unet(prediction, device)?,
+                file.scheduler(prediction),
+                vae,
+            )
+        } else if sd_model::is_sd_folder(dir) {
+            let context = || format!("Stable Diffusion folder {base}");
+            let mut read = sd_model::reader(dir);
+            let tokenizer = load_tokenizer(&mut read).with_context(context)?;
+            let text = load_text_encoder(&mut read, device).with_context(context)?;
+            let unet = load_unet(&mut read, device).with_context(context)?;
+            let scheduler = load_scheduler(&mut read).with_context(context)?;
+            let vae = if latent {
+                Some(load_vae(&mut read, device).with_context(context)?)
+            } else {
+                None
+            };
+            (tokenizer, text, unet, scheduler, vae)
+        } else {
+            bail!(
+                "--base {base}: neither a preset ({}), a Stable Diffusion folder (no \
+                 unet/config.json) nor a single-file checkpoint",
+                PRESET_BASES.join(", ")
+            );
+        };
     if unet_config.in_channels != channels || unet_config.out_channels != channels {
         bail!(
             "--base {base}: its UNet takes {} channels, but the autoencoder's content frames have \

@@ -14,7 +14,7 @@ use crate::cli::{AnimateArgs, ExportArgs, GenerateArgs, SamplingArgs, TransferAr
 use crate::latents::{FrameVae, recorded};
 use crate::reconstruct::read_fitted;
 use crate::tensor_io::{clips_to_tensor, to_vec};
-use crate::{device, motion, progress, sd_folder};
+use crate::{device, motion, progress, sd_model};
 
 /// Frames per second a picture is given (one frame; the rate is never shown).
 const PICTURE_FPS: f32 = 8.0;
@@ -104,7 +104,7 @@ pub fn load_model(model: Option<&Path>, device: &Device) -> Result<CmdPipeline> 
         );
     }
     if path.join("model.json").is_file() {
-        CmdPipeline::from_bundle(&mut sd_folder::reader(path), device)
+        CmdPipeline::from_bundle(&mut sd_model::reader(path), device)
             .with_context(|| format!("model folder {}", path.display()))
     } else {
         motion::load_pipeline(path, device)

@@ -11,7 +11,7 @@ use cmd_model::vae::{Vae, VaeConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Run;
-use crate::sd_folder;
+use crate::sd_model;
 
 /// `RUN/vae.json`.
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -34,14 +34,18 @@ impl FrameVae {
     pub fn load(folder: &Path, device: &Device) -> Result<Self> {
         let folder =
             std::path::absolute(folder).with_context(|| format!("--vae {}", folder.display()))?;
-        if !folder.join("vae").join("config.json").is_file() {
+        let (config, vae) = if folder.is_file() {
+            sd_model::read_single_file(&folder)?.vae(device)?
+        } else if folder.join("vae").join("config.json").is_file() {
+            load_vae(&mut sd_model::reader(&folder), device)
+                .with_context(|| format!("Stable Diffusion folder {}", folder.display()))?
+        } else {
             bail!(
-                "--vae {}: not a Stable Diffusion folder (no vae/config.json)",
+                "--vae {}: neither a Stable Diffusion folder (no vae/config.json) nor a \
+                 single-file checkpoint",
                 folder.display()
             );
-        }
-        let (config, vae) = load_vae(&mut sd_folder::reader(&folder), device)
-            .with_context(|| format!("Stable Diffusion folder {}", folder.display()))?;
+        };
         Ok(Self {
             folder,
             config,

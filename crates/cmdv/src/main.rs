@@ -18,7 +18,7 @@ mod parallel;
 mod progress;
 mod reconstruct;
 mod sample_content;
-mod sd_folder;
+mod sd_model;
 mod teaching_data;
 mod tensor_io;
 mod train;

@@ -1,5 +1,5 @@
-//! `cmdv sample-content`: one image from a Stable Diffusion folder (text-to-image, decoded with
-//! its VAE), or one content frame from a `train-content` run.
+//! `cmdv sample-content`: one image from a Stable Diffusion folder or single file (text-to-image,
+//! decoded with its VAE), or one content frame from a `train-content` run.
 
 use anyhow::{Result, bail, ensure};
 use burn::tensor::Tensor;
@@ -10,7 +10,7 @@ use image::RgbImage;
 use crate::cli::SampleContentArgs;
 use crate::content::load_run;
 use crate::tensor_io::to_vec;
-use crate::{device, progress, sd_folder};
+use crate::{device, progress, sd_model};
 
 pub fn run(args: &SampleContentArgs) -> Result<()> {
     ensure!(args.steps > 0, "--steps must be positive");
@@ -19,11 +19,16 @@ pub fn run(args: &SampleContentArgs) -> Result<()> {
         "--guidance must be a number, found {}",
         args.guidance
     );
-    if !args.model.is_dir() {
+    if !args.model.exists() {
         bail!(
-            "--model {}: no such folder (expected a Stable Diffusion folder or a train-content run)",
+            "--model {}: no such file or folder (expected a Stable Diffusion folder, a \
+             single-file SD 1.x/2.x .safetensors checkpoint, or a train-content run)",
             args.model.display()
         );
+    }
+    let stable_diffusion = sd_model::is_sd_folder(&args.model) || args.model.is_file();
+    if !stable_diffusion && args.prediction.is_some() {
+        bail!("--prediction: a train-content run samples with its own; leave it out");
     }
     let device = device::open_with_precision(args.device, args.half)?;
     let options = SamplingOptions {
@@ -33,8 +38,8 @@ pub fn run(args: &SampleContentArgs) -> Result<()> {
     };
     let bar = progress::bar(args.steps as u64, "sample");
     let mut report = |done: usize, _total: usize| bar.set_position(done as u64);
-    let image = if sd_folder::is_sd_folder(&args.model) {
-        let sd = sd_folder::load(&args.model, &device)?;
+    let image = if stable_diffusion {
+        let sd = sd_model::load(&args.model, args.prediction.map(Into::into), &device)?;
         let (dh, dw) = sd.default_size();
         let shape = sd.latent_shape(args.height.unwrap_or(dh), args.width.unwrap_or(dw))?;
         let noise = standard_normal(shape, args.seed, &device);

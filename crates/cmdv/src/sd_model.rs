@@ -1,10 +1,15 @@
-//! Stable Diffusion folders on disk (diffusers layout), read through the model crate's loaders.
+//! Stable Diffusion models on disk: diffusers folders and single-file SD 1.x / 2.x
+//! checkpoints, read through the model crate's loaders.
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use cmd_model::pipelines::StableDiffusion;
+use cmd_model::pipelines::single_file::{Family, SingleFile};
+use cmd_model::pipelines::stable_diffusion::PICKLE_REFUSED;
+use cmd_model::schedulers::Prediction;
+use cmd_model::tokenizer::CLIP_TOKENIZER_JSON;
 
 /// True when `dir` looks like a diffusers Stable Diffusion folder.
 pub fn is_sd_folder(dir: &Path) -> bool {
@@ -20,8 +25,55 @@ pub fn reader(dir: &Path) -> impl FnMut(&str) -> Result<Option<Vec<u8>>, String>
     }
 }
 
-/// Loads the whole folder.
-pub fn load(dir: &Path, device: &Device) -> Result<StableDiffusion> {
-    StableDiffusion::load(&mut reader(dir), device)
-        .with_context(|| format!("Stable Diffusion folder {}", dir.display()))
+/// Reads a single-file checkpoint; a pickle (`.ckpt`, `.pt`, `.pth`, `.bin`) is refused
+/// before it is read.
+pub fn read_single_file(path: &Path) -> Result<SingleFile> {
+    let name = path.display().to_string();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if matches!(ext.as_deref(), Some("ckpt" | "pt" | "pth" | "bin" | "pkl")) {
+        bail!("{name}: {PICKLE_REFUSED}");
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+    Ok(SingleFile::read(bytes, &name)?)
+}
+
+/// Loads a whole model: a diffusers folder or a single file. `prediction` overrides what the
+/// model predicts (a folder's scheduler config; a single file's family default).
+pub fn load(
+    path: &Path,
+    prediction: Option<Prediction>,
+    device: &Device,
+) -> Result<StableDiffusion> {
+    if is_sd_folder(path) {
+        let mut sd = StableDiffusion::load(&mut reader(path), device)
+            .with_context(|| format!("Stable Diffusion folder {}", path.display()))?;
+        if let Some(p) = prediction {
+            sd.scheduler.prediction_type = p;
+        }
+        return Ok(sd);
+    }
+    let file = read_single_file(path)?;
+    let family = file.family();
+    let sd = file.load(CLIP_TOKENIZER_JSON, prediction, device)?;
+    note_family(path, family, prediction);
+    Ok(sd)
+}
+
+/// Says which model a single file was read as, and (for SD 2.x) what it is assumed to predict.
+pub fn note_family(path: &Path, family: Family, prediction: Option<Prediction>) {
+    let assumed = match (family, prediction) {
+        (Family::Sd2, None) => {
+            ", predicting v at 768 px (the 768-v models; give --prediction epsilon for a \
+             512-px -base model)"
+        }
+        _ => "",
+    };
+    eprintln!(
+        "note: {}: a single-file {} checkpoint{assumed}",
+        path.display(),
+        family.name()
+    );
 }

@@ -464,7 +464,112 @@ fn latent_mode_fine_tunes_a_stable_diffusion_folder() {
         "--resume",
     ]);
     assert!(
-        err.contains("not a Stable Diffusion folder (no vae/config.json)"),
+        err.contains("neither a Stable Diffusion folder (no vae/config.json)"),
+        "{err}"
+    );
+}
+
+/// `--model`, `--base` and `--vae` take a single-file SD 1.x/2.x checkpoint wherever they take a
+/// folder; pickles are refused.
+#[test]
+fn single_file_checkpoints_work_wherever_a_folder_does() {
+    let dir = scratch("single-file");
+    let sd1 = fixture("reference/single_file/sd1.safetensors");
+    let sd2 = fixture("reference/single_file/sd2.safetensors");
+    let sample = |model: &Path, png: &Path, extra: &[&str]| -> String {
+        let mut args = vec![
+            "sample-content",
+            "--model",
+            s(model),
+            "--prompt",
+            "a red circle",
+            "--steps",
+            "2",
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--out",
+            s(png),
+        ];
+        args.extend(extra);
+        let out = cmdv(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{args:?}:\n{stderr}");
+        assert_eq!(png_size(png), (32, 32));
+        stderr
+    };
+    let err = sample(&sd1, &dir.join("sd1.png"), &[]);
+    assert!(err.contains("a single-file SD 1.x checkpoint"), "{err}");
+    let err = sample(&sd2, &dir.join("sd2.png"), &[]);
+    assert!(
+        err.contains("a single-file SD 2.x checkpoint, predicting v at 768 px"),
+        "{err}"
+    );
+    let err = sample(&sd2, &dir.join("sd2-eps.png"), &["--prediction", "epsilon"]);
+    assert!(!err.contains("predicting v"), "{err}");
+    assert!(
+        mean_abs_diff(&dir.join("sd2.png"), &dir.join("sd2-eps.png")) > 0.0,
+        "--prediction changes the sampler"
+    );
+
+    let data = captioned("single-file-data");
+    let ae = dir.join("ae");
+    ok(&[
+        "train-ae",
+        "--data",
+        s(&data),
+        "--out",
+        s(&ae),
+        "--steps",
+        "1",
+        "--preset",
+        "tiny-latent",
+        "--vae",
+        s(&sd1),
+    ]);
+    let run = dir.join("content");
+    ok(&[
+        "train-content",
+        "--ae",
+        s(&ae),
+        "--base",
+        s(&sd1),
+        "--data",
+        s(&data),
+        "--out",
+        s(&run),
+        "--steps",
+        "1",
+        "--batch",
+        "1",
+    ]);
+    let png = dir.join("run.png");
+    ok(&[
+        "sample-content",
+        "--model",
+        s(&run),
+        "--prompt",
+        "a box",
+        "--steps",
+        "2",
+        "--out",
+        s(&png),
+    ]);
+
+    let ckpt = dir.join("v1-5-pruned-emaonly.ckpt");
+    std::fs::write(&ckpt, b"PK\x03\x04 not read").unwrap();
+    let err = fails(&[
+        "sample-content",
+        "--model",
+        s(&ckpt),
+        "--prompt",
+        "x",
+        "--out",
+        s(&png),
+    ]);
+    assert!(
+        err.contains("a PyTorch pickle file, which is refused: unpickling it can run"),
         "{err}"
     );
 }

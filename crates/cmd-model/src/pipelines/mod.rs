@@ -10,11 +10,14 @@
 //! - [`bundle`]: a whole pixel-mode CMD model as a folder of plain files (what ships).
 //! - [`stable_diffusion`]: a diffusers Stable Diffusion folder (tokenizer, text encoder, UNet,
 //!   VAE, scheduler config) loaded from its files, and text-to-image sampling with it.
+//! - [`single_file`]: a single-file SD 1.x / 2.x checkpoint (the original LDM layout) read into
+//!   the same models.
 
 pub mod bundle;
 pub mod cmd;
 pub mod denoise;
 pub mod noise;
+pub mod single_file;
 pub mod stable_diffusion;
 
 pub use cmd::{CmdPipeline, Codec, GenerateOptions, Stage, Video};
