@@ -134,8 +134,12 @@ function request() {
 async function run(title, message, transfer) {
   try {
     const { panels } = await ask(message, transfer);
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    // The status line said what was running; now it says it is over (show() may add a
+    // warning about the prompt instead).
+    setStatus(`Done: ${title}, in ${seconds} s.`);
+    setProgress(1, `done in ${seconds} s`);
     show(title, panels);
-    setProgress(1, `done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     if (params.has('bench')) bench(title);
     return panels;
   } catch (e) {

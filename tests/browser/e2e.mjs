@@ -51,6 +51,8 @@ async function main() {
     const { last, error } = await generate(p, 4);
     console.log(`  generated in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     check(!error && last && last.frames === 16, `a 16-frame clip is generated (${error || ''})`);
+    const said = await p.evaluate(() => document.getElementById('status').textContent);
+    check(/^Done: /.test(said), `the status line says the clip is done (${said})`);
     if (last) {
       const blank = last.means.every((m) => m < 2 || m > 253);
       check(!blank, `frames are not blank (mean brightness ${last.means[0].toFixed(1)})`);
@@ -73,6 +75,8 @@ async function main() {
     const db = Number((/PSNR ([\d.]+) dB/.exec(decomposed.psnr) || [])[1]);
     check(!decomposed.error && /real-video autoencoder/.test(decomposed.psnr) && db > 24,
       `box.mp4 is decomposed by the real-video autoencoder (${decomposed.psnr || decomposed.error})`);
+    const saidDecomposed = await p.evaluate(() => document.getElementById('status').textContent);
+    check(/^Done: /.test(saidDecomposed), `the status line says decomposing is over (${saidDecomposed})`);
     check(decomposed.clips && decomposed.last.frames === decomposed.clips.frames,
       `at the real-video autoencoder's size (${JSON.stringify(decomposed.clips)})`);
     await p.screenshot({ path: join(artifacts, 'decomposed.png'), fullPage: true });

@@ -129,10 +129,14 @@ impl TextNorm {
     pub fn fit(pooled: &[Vec<f32>]) -> Result<Self, ModelError> {
         let width = pooled.first().map_or(0, Vec::len);
         if width == 0 || pooled.iter().any(|v| v.len() != width) {
-            return Err(ModelError::InvalidConfig(format!(
-                "text standardisation needs pooled vectors of one non-zero width, found widths {:?}",
-                pooled.iter().map(Vec::len).collect::<Vec<_>>()
-            )));
+            return Err(ModelError::InvalidConfig {
+                model: "motion DiT",
+                message: format!(
+                    "text standardisation needs pooled vectors of one non-zero width, found \
+                     widths {:?}",
+                    pooled.iter().map(Vec::len).collect::<Vec<_>>()
+                ),
+            });
         }
         let n = pooled.len() as f64;
         let mean: Vec<f64> = (0..width)
@@ -224,7 +228,12 @@ impl DitConfig {
 
     /// Checks that the sizes fit together.
     pub fn validate(&self) -> Result<(), ModelError> {
-        let bad = |msg: String| Err(ModelError::InvalidConfig(msg));
+        let bad = |message: String| {
+            Err(ModelError::InvalidConfig {
+                model: "motion DiT",
+                message,
+            })
+        };
         if let Some(norm) = &self.text_norm
             && (norm.mean.len() != self.text_dim || norm.scale.len() != self.text_dim)
         {
@@ -488,8 +497,9 @@ impl MotionDit {
         )
     }
 
-    /// Predicts the noise of motion latents `z_t` at `timesteps`, given the clean content frame
-    /// and the pooled text vector (zeros for the null condition).
+    /// The network's prediction for motion latents `z_t` at `timesteps` (the noise, or `v`
+    /// for v-prediction schedulers: whatever it was trained on), given the clean content
+    /// frame and the pooled text vector (zeros for the null condition).
     ///
     /// # Shapes
     /// - motion: `[B, D, L, H'+W']`; content: `[B, C, H, W]`; text: `[B, text_dim]`

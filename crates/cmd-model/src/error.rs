@@ -12,8 +12,13 @@ pub enum ModelError {
         expected: String,
     },
     /// A configuration whose numbers do not fit together.
-    #[error("invalid autoencoder config: {0}")]
-    InvalidConfig(String),
+    #[error("invalid {model} config: {message}")]
+    InvalidConfig {
+        /// Which model: "autoencoder" or "motion DiT".
+        model: &'static str,
+        /// What does not fit.
+        message: String,
+    },
     /// A tensor whose shape is not what the model was built for.
     #[error("{what}: expected shape {expected:?}, found {found:?}")]
     Shape {

@@ -11,6 +11,8 @@
 //! Layout conventions: a batch of clips is `[B, L, C, H, W]` (frames first), values in `[-1, 1]`
 //! in pixel mode; a content frame is `[B, C, H, W]`; a motion latent is `[B, D, L, H' + W']`.
 
+#![warn(missing_docs)]
+
 pub mod ae;
 pub mod clip;
 pub mod dit;

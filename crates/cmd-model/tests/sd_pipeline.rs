@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use burn::tensor::Device;
-use cmd_model::pipelines::stable_diffusion::{ReadFile, SdLoadError};
+use cmd_model::pipelines::stable_diffusion::{LoadError, ReadFile};
 use cmd_model::pipelines::{Sampler, SamplingOptions, StableDiffusion};
 use safetensors::SafeTensors;
 
@@ -20,7 +20,7 @@ fn disk(dir: &Path) -> impl FnMut(&str) -> Result<Option<Vec<u8>>, String> + '_ 
     }
 }
 
-fn load(read: &mut ReadFile) -> Result<StableDiffusion, SdLoadError> {
+fn load(read: &mut ReadFile) -> Result<StableDiffusion, LoadError> {
     StableDiffusion::load(read, &Device::flex())
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use burn::tensor::Device;
 use cmd_model::pipelines::single_file::{Family, SingleFile};
 use cmd_model::pipelines::stable_diffusion::{
-    SdLoadError, load_scheduler, load_text_encoder, load_unet, load_vae,
+    LoadError, load_scheduler, load_text_encoder, load_unet, load_vae,
 };
 use cmd_model::pipelines::{Sampler, SamplingOptions, StableDiffusion};
 use cmd_model::schedulers::Prediction;
@@ -49,24 +49,17 @@ fn single_file(model: &str, prediction: Option<Prediction>) -> StableDiffusion {
 
 /// The diffusers form, through the folder loaders, with the bundled tokenizer (the fixture
 /// folders carry none).
-fn folder(model: &str) -> Result<StableDiffusion, SdLoadError> {
+fn folder(model: &str) -> Result<StableDiffusion, LoadError> {
     let dir = common::reference("single_file").join(model);
     let device = Device::flex();
     let mut read = disk(&dir);
     let pad = if model == "sd1" { "<|endoftext|>" } else { "!" };
-    let (text_encoder_config, text_encoder) = load_text_encoder(&mut read, &device)?;
-    let (unet_config, unet) = load_unet(&mut read, &device)?;
-    let (vae_config, vae) = load_vae(&mut read, &device)?;
-    Ok(StableDiffusion {
-        tokenizer: ClipTokenizer::from_json(CLIP_TOKENIZER_JSON, Some(pad)).unwrap(),
-        text_encoder_config,
-        text_encoder,
-        unet_config,
-        unet,
-        vae_config,
-        vae,
-        scheduler: load_scheduler(&mut read)?,
-    })
+    let tokenizer = ClipTokenizer::from_json(CLIP_TOKENIZER_JSON, Some(pad)).unwrap();
+    let text_encoder = load_text_encoder(&mut read, &device)?;
+    let unet = load_unet(&mut read, &device)?;
+    let vae = load_vae(&mut read, &device)?;
+    let scheduler = load_scheduler(&mut read)?;
+    Ok(StableDiffusion::from_parts(tokenizer, text_encoder, unet, vae, scheduler).unwrap())
 }
 
 /// Samples every case of `model` with `load(prediction)` and compares with diffusers.

@@ -15,6 +15,8 @@
 //! Every error names the file it is about. Files are written atomically (temporary file, then
 //! rename), so an interrupted write never leaves a half-written output in place.
 
+#![warn(missing_docs)]
+
 pub mod adherence;
 pub mod atomic;
 pub mod clip;

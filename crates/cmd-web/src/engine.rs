@@ -9,7 +9,9 @@ use cmd_model::OutputMode;
 use cmd_model::kernels;
 use cmd_model::metrics::psnr;
 use cmd_model::pipelines::bundle::load_bundle_autoencoder;
-use cmd_model::pipelines::{CmdPipeline, Codec, SampleLoop, Sampler, SamplingOptions, Stage};
+use cmd_model::pipelines::{
+    CmdPipeline, Codec, GenerateOptions, Generation, Sampler, SamplingOptions, Stage, Video,
+};
 use cmd_video::views::{motion_planes, weight_maps};
 use cmd_video::{Clip, gif};
 
@@ -183,21 +185,31 @@ impl Engine {
         shape(&self.pipeline.codec)
     }
 
-    /// Runs a sampling loop to the end, waiting for the device after each step.
-    async fn run(
+    /// Runs a generation to the end, waiting for the device after each step (the same
+    /// [`Generation`] the CLI runs through, so a seed gives the same clip). The end of the
+    /// decode stage is left to the caller, which still has the teaching panels to make.
+    async fn drive(
         &self,
-        mut run: SampleLoop,
-        stage: Stage,
-        predict: &mut dyn FnMut(&Tensor<4>, usize) -> Tensor<4>,
+        mut generation: Generation<'_>,
         progress: &mut dyn FnMut(Stage, usize, usize),
-    ) -> Result<Tensor<4>, String> {
-        progress(stage, 0, run.total());
-        while !run.is_finished() {
-            run.step(predict);
-            settle(run.sample()).await?;
-            progress(stage, run.done(), run.total());
+    ) -> Result<Video, String> {
+        let mut stage = None;
+        while let Some(next) = generation.next() {
+            if stage != Some(next.stage) {
+                stage = Some(next.stage);
+                progress(next.stage, next.done, next.total);
+            }
+            let done = generation.step().map_err(|e| e.to_string())?;
+            if let Some(x) = generation.latest() {
+                settle(x).await?;
+            }
+            if done.stage != Stage::Decode {
+                progress(done.stage, done.done, done.total);
+            }
         }
-        Ok(run.sample().clone())
+        generation
+            .into_video()
+            .ok_or_else(|| "the generation stopped before its clip".to_string())
     }
 
     /// Text to video.
@@ -206,29 +218,15 @@ impl Engine {
         request: &Request,
         progress: &mut dyn FnMut(Stage, usize, usize),
     ) -> Result<Panels, String> {
-        let p = &self.pipeline;
-        progress(Stage::Text, 0, 1);
-        let text = p
-            .text(&request.prompt, &self.device)
-            .map_err(|e| e.to_string())?;
-        progress(Stage::Text, 1, 1);
-        let options = sampling(request.steps, request.guidance)?;
-        let run = p
-            .content_loop(&options, request.seed, &self.device)
-            .map_err(|e| e.to_string())?;
-        let content = self
-            .run(
-                run,
-                Stage::Content,
-                &mut |x, t| p.predict_content(&text, x, t, options.guidance),
-                progress,
-            )
-            .await?;
-        let mut panels = self
-            .animate_content(content, &text.pooled, request, progress)
-            .await?;
-        panels.truncated = text.truncated;
-        Ok(panels)
+        let generation = Generation::text_to_video(
+            &self.pipeline,
+            &request.prompt,
+            &options(request),
+            &self.device,
+        )
+        .map_err(|e| e.to_string())?;
+        let video = self.drive(generation, progress).await?;
+        self.video_panels(video, progress).await
     }
 
     /// Image to video: the picture (`height x width` RGBA at the model's frame size) is the
@@ -242,48 +240,27 @@ impl Engine {
         let (h, w, _) = self.clip_size();
         let picture = clip_from_rgba(rgba, 1, h, w)?;
         let content = clip_tensor(&picture, &self.device).squeeze_dim::<4>(1);
-        progress(Stage::Text, 0, 1);
-        let text = self
-            .pipeline
-            .text(&request.prompt, &self.device)
-            .map_err(|e| e.to_string())?;
-        progress(Stage::Text, 1, 1);
-        let mut panels = self
-            .animate_content(content, &text.pooled, request, progress)
-            .await?;
-        panels.truncated = text.truncated;
-        Ok(panels)
+        let generation =
+            Generation::image_to_video(&self.pipeline, content, &request.prompt, &options(request))
+                .map_err(|e| e.to_string())?;
+        let video = self.drive(generation, progress).await?;
+        self.video_panels(video, progress).await
     }
 
-    /// Samples the motion for a content frame and decodes the clip.
-    async fn animate_content(
+    /// The panels of a generated clip; ends the decode stage.
+    async fn video_panels(
         &self,
-        content: Tensor<4>,
-        pooled: &Tensor<2>,
-        request: &Request,
+        video: Video,
         progress: &mut dyn FnMut(Stage, usize, usize),
     ) -> Result<Panels, String> {
         let p = &self.pipeline;
-        let options = sampling(request.motion_steps, request.motion_guidance)?;
-        let run = p
-            .motion_loop(&options, request.seed + 1, &self.device)
-            .map_err(|e| e.to_string())?;
-        let motion = self
-            .run(
-                run,
-                Stage::Motion,
-                &mut |x, t| p.predict_motion(&content, pooled, x, t, options.guidance),
-                progress,
-            )
-            .await?;
-        progress(Stage::Decode, 0, 1);
-        let frames = p.codec.decode(content.clone(), motion.clone());
-        let clip = self.to_clip(frames).await?;
+        let clip = self.to_clip(video.frames).await?;
         // The importance weights belong to an encoding: encode the generated clip again.
         let weights = p.codec.encode(clip_tensor(&clip, &self.device)).weights;
-        let panels = self
-            .panels(&self.pipeline.codec, clip, content, motion, weights, None)
+        let mut panels = self
+            .panels(&p.codec, clip, video.content, video.motion, weights, None)
             .await?;
+        panels.truncated = video.truncated;
         progress(Stage::Decode, 1, 1);
         Ok(panels)
     }
@@ -380,18 +357,16 @@ fn unit(clip: &Clip) -> Vec<f32> {
 }
 
 /// DDIM sampling options, checked.
-fn sampling(steps: usize, guidance: f64) -> Result<SamplingOptions, String> {
-    if !(1..=1000).contains(&steps) {
-        return Err(format!("steps must be between 1 and 1000, found {steps}"));
-    }
-    if !guidance.is_finite() || guidance < 0.0 {
-        return Err(format!(
-            "guidance must be a number of at least 0, found {guidance}"
-        ));
-    }
-    Ok(SamplingOptions {
+/// The generation options of a request (checked by [`Generation`], as the CLI's are).
+fn options(request: &Request) -> GenerateOptions {
+    let sampling = |steps, guidance| SamplingOptions {
         steps,
         guidance,
         sampler: Sampler::Ddim,
-    })
+    };
+    GenerateOptions {
+        content: sampling(request.steps, request.guidance),
+        motion: sampling(request.motion_steps, request.motion_guidance),
+        seed: request.seed,
+    }
 }

@@ -7,6 +7,8 @@
 //! Every read of a tensor back to the host is asynchronous (a synchronous read fails on
 //! WebGPU), and the samplers wait for the device after each step, so progress is real.
 
+#![warn(missing_docs)]
+
 mod bindings;
 mod engine;
 pub mod limits;

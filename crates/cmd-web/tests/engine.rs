@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use burn::tensor::Device;
-use cmd_model::pipelines::Stage;
+use cmd_model::pipelines::{CmdPipeline, GenerateOptions, Sampler, SamplingOptions, Stage};
+use cmd_video::Clip;
 use cmd_web::{Engine, Request};
 
 /// The files of a shipped model folder, by name.
@@ -109,7 +110,7 @@ fn bad_requests_are_named() {
     bad.steps = 0;
     let err = pollster::block_on(engine.generate(&bad, &mut |_, _, _| {})).unwrap_err();
     assert!(
-        err.contains("steps must be between 1 and 1000, found 0"),
+        err.contains("content steps: must be from 1 to 1000, found 0"),
         "{err}"
     );
     let err = match Engine::load(HashMap::new(), Device::flex()) {
@@ -160,4 +161,49 @@ fn real_clips_are_decomposed_by_the_real_video_autoencoder_once_loaded() {
     assert_eq!(moved.clip_rgba().len(), rgba.len());
     let err = pollster::block_on(engine.decompose(&rgba[..32 * 32 * 4 * 16])).unwrap_err();
     assert!(err.contains("expected 16 RGBA frames of 64x64"), "{err}");
+}
+
+/// The browser and the CLI drive one `Generation`: a seed gives the same clip in both.
+#[test]
+fn the_engine_and_the_pipeline_make_the_same_clip_for_a_seed() {
+    let engine = engine();
+    let r = request("a blue square moving right on a white background");
+    let panels = pollster::block_on(engine.generate(&r, &mut |_, _, _| {})).unwrap();
+
+    let device = Device::flex();
+    let mut files = files("teaching");
+    let mut read = |name: &str| Ok::<_, String>(files.remove(name));
+    let pipeline = CmdPipeline::from_bundle(&mut read, &device).unwrap();
+    let sampling = |steps, guidance| SamplingOptions {
+        steps,
+        guidance,
+        sampler: Sampler::Ddim,
+    };
+    let options = GenerateOptions {
+        content: sampling(r.steps, r.guidance),
+        motion: sampling(r.motion_steps, r.motion_guidance),
+        seed: r.seed,
+    };
+    let video = pipeline
+        .generate(&r.prompt, &options, &device, &mut |_, _, _| {})
+        .unwrap();
+    let [_, l, _, h, w] = video.frames.dims();
+    let values = video.frames.into_data().try_to_vec::<f32>().unwrap();
+    let cli = Clip::from_signed_f32(&values, l, h as u32, w as u32, 8.0);
+    assert_eq!(panels.clip.frames.len(), cli.frames.len());
+    let max = panels
+        .clip
+        .frames
+        .iter()
+        .zip(&cli.frames)
+        .flat_map(|(a, b)| {
+            a.as_raw()
+                .iter()
+                .zip(b.as_raw())
+                .map(|(x, y)| x.abs_diff(*y))
+        })
+        .max()
+        .unwrap();
+    // The page turns frames into bytes with its own kernel: rounding may differ by one.
+    assert!(max <= 1, "the clips differ by up to {max} of 255");
 }

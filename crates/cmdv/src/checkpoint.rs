@@ -149,20 +149,6 @@ impl Run {
         read_config(&self.config_path())
     }
 
-    /// Saves model, optimizer and state as a new checkpoint and points `latest` at it.
-    pub fn save(
-        &self,
-        model: &Autoencoder,
-        optim: &ModuleOptimizer,
-        state: &TrainState,
-    ) -> Result<()> {
-        self.save_parts(
-            vec![("model.bpk", model.clone().into_record())],
-            optim,
-            state,
-        )
-    }
-
     /// Saves named module records (`unet.bpk`, ...), the optimizer and the state as a new
     /// checkpoint, then points `latest` at it.
     pub fn save_parts(

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::{DType, Device, Tensor};
 use cmd_model::pipelines::bundle::AutoencoderBundle;
+use cmd_model::pipelines::generation::GenerateOption;
 use cmd_model::pipelines::{CmdPipeline, Codec, GenerateOptions, SamplingOptions, Stage, Video};
 use cmd_video::Clip;
 use indicatif::ProgressBar;
@@ -13,22 +14,16 @@ use indicatif::ProgressBar;
 use crate::cli::{AnimateArgs, ExportArgs, GenerateArgs, SamplingArgs, TransferArgs};
 use crate::latents::{FrameVae, recorded};
 use crate::reconstruct::read_fitted;
-use crate::tensor_io::{clips_to_tensor, to_vec};
+use crate::tensor_io::{clips_to_tensor, ensure_finite, to_vec};
 use crate::{device, motion, progress, sd_model};
 
 /// Frames per second a picture is given (one frame; the rate is never shown).
 const PICTURE_FPS: f32 = 8.0;
 
+/// The generation options of the flags, checked by the model crate's one rule and named by
+/// their flag.
 fn options(args: &SamplingArgs) -> Result<GenerateOptions> {
-    ensure!(args.steps > 0, "--steps must be positive");
-    ensure!(args.motion_steps > 0, "--motion-steps must be positive");
-    for (name, g) in [
-        ("--guidance", args.guidance),
-        ("--motion-guidance", args.motion_guidance),
-    ] {
-        ensure!(g.is_finite(), "{name} must be a number, found {g}");
-    }
-    Ok(GenerateOptions {
+    let options = GenerateOptions {
         content: SamplingOptions {
             steps: args.steps,
             guidance: args.guidance,
@@ -40,7 +35,17 @@ fn options(args: &SamplingArgs) -> Result<GenerateOptions> {
             sampler: args.sampler,
         },
         seed: args.seed,
-    })
+    };
+    options.check().map_err(|e| {
+        let flag = match e.option {
+            GenerateOption::ContentSteps => "--steps",
+            GenerateOption::ContentGuidance => "--guidance",
+            GenerateOption::MotionSteps => "--motion-steps",
+            GenerateOption::MotionGuidance => "--motion-guidance",
+        };
+        anyhow::anyhow!("{flag} {}", e.message)
+    })?;
+    Ok(options)
 }
 
 /// One progress bar per stage, made when the stage starts.
@@ -68,6 +73,8 @@ impl StageBars {
 
 /// The frames of a video (`[1, L, 3, H, W]` in `[-1, 1]`) as a clip playing at `fps`.
 pub fn clip_of(video: &Video, fps: f32) -> Result<Clip> {
+    ensure_finite(&video.content, "content frame")?;
+    ensure_finite(&video.motion, "motion latent")?;
     let [_, l, _, h, w] = video.frames.dims();
     let values = to_vec(video.frames.clone())?;
     Ok(Clip::from_signed_f32(&values, l, h as u32, w as u32, fps))

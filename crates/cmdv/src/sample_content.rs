@@ -9,7 +9,7 @@ use image::RgbImage;
 
 use crate::cli::SampleContentArgs;
 use crate::content::load_run;
-use crate::tensor_io::to_vec;
+use crate::tensor_io::{ensure_finite, to_vec};
 use crate::{device, progress, sd_model};
 
 pub fn run(args: &SampleContentArgs) -> Result<()> {
@@ -44,6 +44,7 @@ pub fn run(args: &SampleContentArgs) -> Result<()> {
         let shape = sd.latent_shape(args.height.unwrap_or(dh), args.width.unwrap_or(dw))?;
         let noise = standard_normal(shape, args.seed, &device);
         let out = sd.text_to_image(&args.prompt, noise, &options, &mut report)?;
+        ensure_finite(&out.latents, "image latents")?;
         warn_truncated(out.truncated);
         out.image
     } else {
@@ -69,6 +70,7 @@ pub fn run(args: &SampleContentArgs) -> Result<()> {
             &options,
             &mut report,
         )?;
+        ensure_finite(&x0, "content frame")?;
         match &model.vae {
             Some((vae_config, vae)) => vae
                 .decode(x0.div_scalar(vae_config.scaling_factor))

@@ -24,6 +24,19 @@ pub fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
         .expect("data was converted to f32"))
 }
 
+/// Fails when a model's output holds NaN or infinity (its weights are broken, e.g. a run that
+/// blew up): said plainly, instead of writing black frames.
+pub fn ensure_finite<const D: usize>(t: &Tensor<D>, what: &str) -> Result<()> {
+    let values = to_vec(t.clone())?;
+    if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+        anyhow::bail!(
+            "the model produced {v} in its {what}: its weights are broken (a run that blew \
+             up?); nothing was written"
+        );
+    }
+    Ok(())
+}
+
 /// One value on the host (see [`to_vec`]).
 pub fn to_scalar(t: Tensor<1>) -> Result<f64> {
     Ok(t.try_into_scalar::<f32>().map_err(device_failed)? as f64)

@@ -158,7 +158,7 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
     let plan = Plan {
         steps: args.train.steps,
         checkpoint_every: args.train.checkpoint_every,
-        lr: args.train.lr,
+        lr: &|_| args.train.lr,
         ema: args.train.ema,
         model_file: "unet.bpk",
         label: "content",
@@ -174,7 +174,7 @@ pub fn run(args: &TrainContentArgs) -> Result<()> {
         &run,
         &plan,
         unet,
-        ema,
+        Some(ema),
         optim,
         state,
         &mut data,

@@ -157,7 +157,7 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
     let plan = Plan {
         steps: args.train.steps,
         checkpoint_every: args.train.checkpoint_every,
-        lr: args.train.lr,
+        lr: &|_| args.train.lr,
         ema: args.train.ema,
         model_file: "dit.bpk",
         label: "motion",
@@ -168,7 +168,7 @@ pub fn run(args: &TrainMotionArgs) -> Result<()> {
         &run,
         &plan,
         dit,
-        ema,
+        Some(ema),
         optim,
         state,
         &mut data,

@@ -413,3 +413,29 @@ fn training_on_real_clips_reduces_the_loss() {
     std::fs::remove_dir_all(work).unwrap();
     std::fs::remove_dir_all(data).unwrap();
 }
+
+/// Generation options are checked by the model crate's one rule and named by their flag.
+#[test]
+fn generation_options_are_named_by_their_flag() {
+    let out = scratch("generation-options").join("x.gif");
+    let base = ["generate", "--prompt", "a red circle", "--out", s(&out)];
+    for (flag, want) in [
+        ("--steps=0", "--steps must be from 1 to 1000, found 0"),
+        (
+            "--motion-steps=1001",
+            "--motion-steps must be from 1 to 1000, found 1001",
+        ),
+        (
+            "--guidance=nan",
+            "--guidance must be a number of at least 0, found NaN",
+        ),
+        (
+            "--motion-guidance=-1",
+            "--motion-guidance must be a number of at least 0, found -1",
+        ),
+    ] {
+        let err = fails(&[&base[..], &[flag]].concat());
+        assert!(err.contains(want), "{flag}: {err}");
+    }
+    assert!(!out.exists());
+}

@@ -182,7 +182,7 @@ fn train_content_resume_and_sample() {
     let dir = scratch("content-tiny");
     let data = captioned("content-tiny-data");
     let ae = autoencoder(&data, &dir, false);
-    let train = |out: &Path, steps: &str, batch: &str, extra: &[&str]| {
+    let train_args = |out: &Path, steps: &str, batch: &str, extra: &[&str]| -> Vec<String> {
         let mut args = vec![
             "train-content",
             "--ae",
@@ -197,13 +197,18 @@ fn train_content_resume_and_sample() {
             steps,
             "--batch",
             batch,
-            "--checkpoint-every",
-            "2",
-            "--lr",
-            "1e-3",
         ];
+        for (flag, default) in [("--checkpoint-every", "2"), ("--lr", "1e-3")] {
+            if !extra.contains(&flag) {
+                args.extend([flag, default]);
+            }
+        }
         args.extend(extra);
-        ok(&args);
+        args.into_iter().map(String::from).collect()
+    };
+    let train = |out: &Path, steps: &str, batch: &str, extra: &[&str]| {
+        let args = train_args(out, steps, batch, extra);
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     };
     let straight = dir.join("straight");
     train(&straight, "4", "1", &[]);
@@ -217,6 +222,31 @@ fn train_content_resume_and_sample() {
         loss_rows(&straight),
         "resuming changes nothing"
     );
+
+    // A blow-up (absurd learning rate) stops training and keeps the last checkpoint whose
+    // weights gave a finite loss: never one made by the step that broke them.
+    let blown = dir.join("blown");
+    copy_dir(&resumed, &blown);
+    let args = train_args(
+        &blown,
+        "12",
+        "1",
+        &["--resume", "--lr", "1e30", "--checkpoint-every", "1"],
+    );
+    let err = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let kept = latest(&blown);
+    assert!(err.contains("loss became") && err.contains(&kept), "{err}");
+    ok(&[
+        "sample-content",
+        "--model",
+        s(&blown),
+        "--prompt",
+        "a box on a table",
+        "--steps",
+        "2",
+        "--out",
+        s(&dir.join("kept.png")),
+    ]);
 
     let png = dir.join("frame.png");
     ok(&[
@@ -275,7 +305,7 @@ fn train_content_resume_and_sample() {
     let err = fails(&tc(&common, &["--base", "nope", "--out", s(&other)]));
     assert!(
         err.contains("--base")
-            && err.contains("neither a preset (tiny, teaching) nor a Stable Diffusion folder"),
+            && err.contains("neither a preset (tiny, teaching), a Stable Diffusion folder"),
         "{err}"
     );
     let err = fails(&tc(&common, &["--base", s(&sd), "--out", s(&other)]));
@@ -686,4 +716,37 @@ fn a_model_trained_on_one_clip_samples_its_content_frame() {
         late < early * 0.7,
         "error {early:.3} after 30 steps, {late:.3} after 300"
     );
+}
+
+/// A model whose weights are NaN (what a blown-up run used to keep) stops sampling with a clear
+/// error instead of writing a black picture.
+#[test]
+fn broken_weights_stop_sampling_with_a_clear_error() {
+    let dir = scratch("nan-weights");
+    let sd = dir.join("sd");
+    copy_dir(&sd_tiny(), &sd);
+    let unet = sd.join("unet/diffusion_pytorch_model.safetensors");
+    let mut bytes = std::fs::read(&unet).unwrap();
+    let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    for value in bytes[header..].chunks_exact_mut(4) {
+        value.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    std::fs::write(&unet, bytes).unwrap();
+    let png = dir.join("x.png");
+    let err = fails(&[
+        "sample-content",
+        "--model",
+        s(&sd),
+        "--prompt",
+        "x",
+        "--steps",
+        "2",
+        "--out",
+        s(&png),
+    ]);
+    assert!(
+        err.contains("the model produced NaN in its image latents"),
+        "{err}"
+    );
+    assert!(!png.exists());
 }

@@ -151,6 +151,41 @@ fn motion_training_generation_animation_and_transfer() {
         losses(&straight),
         "resuming changes nothing"
     );
+    // A blow-up stops training and keeps the last checkpoint whose weights gave a finite loss,
+    // which still generates.
+    let blown = r.dir.join("blown");
+    train_motion(&r, &blown, "2", &[]);
+    let args = motion_args(
+        &r,
+        &blown,
+        "12",
+        &[
+            "--batch",
+            "2",
+            "--checkpoint-every",
+            "1",
+            "--resume",
+            "--lr",
+            "1e30",
+        ],
+    );
+    let err = fails(&args);
+    let kept = latest(&blown);
+    assert!(err.contains("loss became") && err.contains(&kept), "{err}");
+    let gif = r.dir.join("kept.gif");
+    ok(&[
+        "generate",
+        "--model",
+        s(&blown),
+        "--prompt",
+        "a red circle",
+        "--steps",
+        "2",
+        "--motion-steps",
+        "2",
+        "--out",
+        s(&gif),
+    ]);
     // The run standardises the pooled text over its training captions.
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(straight.join("config.json")).unwrap())

@@ -5,7 +5,7 @@
 //! Decision: the last layer of every residual branch starts at zero, so a fresh block is the
 //! identity (as DiT's adaLN-Zero, ReZero and SkipInit do). With random branches a fresh
 //! decoder scrambles the content frame it is given, and a small model spends its first
-//! thousand steps undoing that; the measurements are in the README ("Fitting real clips").
+//! thousand steps undoing that; the measurements are in `docs/training.md` ("Fitting real clips").
 
 use burn::module::Module;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};

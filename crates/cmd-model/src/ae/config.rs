@@ -102,7 +102,12 @@ impl AutoencoderConfig {
 
     /// Checks that the numbers fit together; every constructor of a model calls it.
     pub fn validate(&self) -> Result<(), ModelError> {
-        let bad = |msg: String| Err(ModelError::InvalidConfig(msg));
+        let bad = |message: String| {
+            Err(ModelError::InvalidConfig {
+                model: "autoencoder",
+                message,
+            })
+        };
         let positive = [
             ("channels", self.channels),
             ("frames", self.frames),

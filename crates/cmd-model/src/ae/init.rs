@@ -3,8 +3,8 @@
 //!
 //! Decision: a decoder with random weights scrambles the content frame it is given, and a
 //! small model spends its first thousands of steps learning to copy it back; until then it
-//! reconstructs real clips worse than their plain mean frame (measured in the README, "Fitting
-//! real clips"). So the copy is built in, with the paper's layers unchanged:
+//! reconstructs real clips worse than their plain mean frame (measured in `docs/training.md`,
+//! "Fitting real clips"). So the copy is built in, with the paper's layers unchanged:
 //!
 //! - `content_embed` writes a patch `p` as `[p + s t, -p + s t]` (zeros beyond `2 C p p`), `t`
 //!   a fixed unit vector with mean zero and `s` large enough that the decoder's final

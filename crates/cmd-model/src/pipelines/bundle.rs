@@ -28,7 +28,7 @@ use crate::weights::{load_safetensors, save_safetensors};
 use crate::{Autoencoder, AutoencoderConfig};
 
 use super::cmd::{CmdPipeline, Codec};
-use super::stable_diffusion::{ReadFile, SdLoadError, strip_file};
+use super::stable_diffusion::{LoadError, ReadFile, strip_file};
 
 /// `model.json`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -86,14 +86,14 @@ pub const WEIGHT_FILES: [&str; 4] = [
     "dit.safetensors",
 ];
 
-fn fail<T>(file: &str, message: impl ToString) -> Result<T, SdLoadError> {
-    Err(SdLoadError {
+fn fail<T>(file: &str, message: impl ToString) -> Result<T, LoadError> {
+    Err(LoadError {
         file: file.to_string(),
         message: message.to_string(),
     })
 }
 
-fn read(read: &mut ReadFile, file: &str) -> Result<Vec<u8>, SdLoadError> {
+fn read(read: &mut ReadFile, file: &str) -> Result<Vec<u8>, LoadError> {
     match read(file) {
         Ok(Some(bytes)) => Ok(bytes),
         Ok(None) => fail(file, "missing"),
@@ -106,7 +106,7 @@ fn load_part<M: ModuleSnapshot>(
     model: &mut M,
     files: &mut ReadFile,
     file: &str,
-) -> Result<(), SdLoadError> {
+) -> Result<(), LoadError> {
     let bytes = read(files, file)?;
     load_safetensors(model, bytes, file, &[], &[])
         .or_else(|e| fail(file, strip_file(e.to_string(), file)))
@@ -117,7 +117,7 @@ fn load_part<M: ModuleSnapshot>(
 pub fn load_bundle_autoencoder(
     files: &mut ReadFile,
     device: &Device,
-) -> Result<Autoencoder, SdLoadError> {
+) -> Result<Autoencoder, LoadError> {
     let config: AutoencoderBundle = serde_json::from_slice(&read(files, "model.json")?)
         .or_else(|e| fail("model.json", format!("not a model config: {e}")))?;
     let mut autoencoder = config
@@ -171,7 +171,7 @@ impl CmdPipeline {
     }
 
     /// Loads a bundle; the networks take the device's float type.
-    pub fn from_bundle(files: &mut ReadFile, device: &Device) -> Result<Self, SdLoadError> {
+    pub fn from_bundle(files: &mut ReadFile, device: &Device) -> Result<Self, LoadError> {
         let config: BundleConfig = serde_json::from_slice(&read(files, "model.json")?)
             .or_else(|e| fail("model.json", format!("not a model config: {e}")))?;
         let tokenizer = ClipTokenizer::from_json(&read(files, "tokenizer.json")?, None)

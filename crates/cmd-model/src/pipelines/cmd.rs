@@ -23,6 +23,7 @@ use crate::vae::{Vae, VaeConfig};
 use crate::{Autoencoder, Encoded};
 
 use super::denoise::{SampleLoop, SamplingOptions, guided};
+use super::generation::Generation;
 use super::noise::standard_normal;
 use super::stable_diffusion::{SampleError, encode_prompt};
 
@@ -279,41 +280,7 @@ impl CmdPipeline {
         })
     }
 
-    /// Samples a content frame `[1, C, H, W]` for a prompt.
-    fn sample_content(
-        &self,
-        text: &Text,
-        options: &SamplingOptions,
-        seed: u64,
-        progress: &mut Progress,
-    ) -> Result<Tensor<4>, SampleError> {
-        let mut run = self.content_loop(options, seed, &text.cond.device())?;
-        while !run.is_finished() {
-            run.step(&mut |x, t| self.predict_content(text, x, t, options.guidance));
-            progress(Stage::Content, run.done(), run.total());
-        }
-        Ok(run.sample().clone())
-    }
-
-    /// Samples a motion latent `[1, D, L, H'+W']` for a clean content frame and a pooled text
-    /// vector.
-    pub fn sample_motion(
-        &self,
-        content: &Tensor<4>,
-        pooled: &Tensor<2>,
-        options: &SamplingOptions,
-        seed: u64,
-        progress: &mut Progress,
-    ) -> Result<Tensor<4>, SampleError> {
-        let mut run = self.motion_loop(options, seed, &content.device())?;
-        while !run.is_finished() {
-            run.step(&mut |x, t| self.predict_motion(content, pooled, x, t, options.guidance));
-            progress(Stage::Motion, run.done(), run.total());
-        }
-        Ok(run.sample().clone())
-    }
-
-    /// Text to video.
+    /// Text to video (a [`Generation`] run to the end).
     pub fn generate(
         &self,
         prompt: &str,
@@ -321,15 +288,11 @@ impl CmdPipeline {
         device: &Device,
         progress: &mut Progress,
     ) -> Result<Video, SampleError> {
-        progress(Stage::Text, 0, 1);
-        let text = self.text(prompt, device)?;
-        progress(Stage::Text, 1, 1);
-        let content = self.sample_content(&text, &options.content, options.seed, progress)?;
-        self.finish(content, &text.pooled, options, text.truncated, progress)
+        Generation::text_to_video(self, prompt, options, device)?.run(progress)
     }
 
     /// Image to video: `content` (`[1, C, H, W]`, the autoencoder's space) is the content frame;
-    /// only the motion is sampled.
+    /// only the motion is sampled (a [`Generation`] run to the end).
     pub fn animate(
         &self,
         content: Tensor<4>,
@@ -337,35 +300,6 @@ impl CmdPipeline {
         options: &GenerateOptions,
         progress: &mut Progress,
     ) -> Result<Video, SampleError> {
-        progress(Stage::Text, 0, 1);
-        let text = self.text(prompt, &content.device())?;
-        progress(Stage::Text, 1, 1);
-        self.finish(content, &text.pooled, options, text.truncated, progress)
-    }
-
-    fn finish(
-        &self,
-        content: Tensor<4>,
-        pooled: &Tensor<2>,
-        options: &GenerateOptions,
-        truncated: bool,
-        progress: &mut Progress,
-    ) -> Result<Video, SampleError> {
-        let motion = self.sample_motion(
-            &content,
-            pooled,
-            &options.motion,
-            options.seed + 1,
-            progress,
-        )?;
-        progress(Stage::Decode, 0, 1);
-        let frames = self.codec.decode(content.clone(), motion.clone());
-        progress(Stage::Decode, 1, 1);
-        Ok(Video {
-            frames,
-            content,
-            motion,
-            truncated,
-        })
+        Generation::image_to_video(self, content, prompt, options)?.run(progress)
     }
 }

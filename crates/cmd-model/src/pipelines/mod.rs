@@ -7,6 +7,8 @@
 //! - [`denoise`]: the classifier-free-guided sampling loop over a UNet (DDIM or DPM-Solver++).
 //! - [`cmd`]: CMD's text-to-video sampling (prompt -> content frame -> motion latent ->
 //!   frames), image-to-video and motion transfer.
+//! - [`generation`]: one generation taken a step at a time ([`Generation`]), which the CLI runs
+//!   through and the browser awaits between steps.
 //! - [`bundle`]: a whole pixel-mode CMD model as a folder of plain files (what ships).
 //! - [`stable_diffusion`]: a diffusers Stable Diffusion folder (tokenizer, text encoder, UNet,
 //!   VAE, scheduler config) loaded from its files, and text-to-image sampling with it.
@@ -16,11 +18,13 @@
 pub mod bundle;
 pub mod cmd;
 pub mod denoise;
+pub mod generation;
 pub mod noise;
 pub mod single_file;
 pub mod stable_diffusion;
 
 pub use cmd::{CmdPipeline, Codec, GenerateOptions, Stage, Video};
 pub use denoise::{SampleLoop, Sampler, SamplingOptions, denoise, guided, sample_loop};
+pub use generation::Generation;
 pub use noise::standard_normal;
-pub use stable_diffusion::{SdLoadError, StableDiffusion};
+pub use stable_diffusion::{LoadError, StableDiffusion};

@@ -23,7 +23,7 @@ use crate::unet::{PerBlock, Unet, UnetConfig};
 use crate::vae::{Vae, VaeConfig};
 use crate::weights::{TensorSet, load_tensors};
 
-use super::stable_diffusion::{SdLoadError, StableDiffusion, strip_file};
+use super::stable_diffusion::{LoadError, StableDiffusion, strip_file};
 
 const UNET: &str = "model.diffusion_model.";
 const VAE: &str = "first_stage_model.";
@@ -84,8 +84,8 @@ pub struct SingleFile {
 impl SingleFile {
     /// Reads the safetensors `bytes` of `file` (a name for messages) and tells its family,
     /// or says what it is instead.
-    pub fn read(bytes: Vec<u8>, file: &str) -> Result<Self, SdLoadError> {
-        let fail = |message: String| SdLoadError {
+    pub fn read(bytes: Vec<u8>, file: &str) -> Result<Self, LoadError> {
+        let fail = |message: String| LoadError {
             file: file.to_string(),
             message,
         };
@@ -107,8 +107,8 @@ impl SingleFile {
         self.family
     }
 
-    fn fail<T>(&self, message: impl ToString) -> Result<T, SdLoadError> {
-        Err(SdLoadError {
+    fn fail<T>(&self, message: impl ToString) -> Result<T, LoadError> {
+        Err(LoadError {
             file: self.file.clone(),
             message: message.to_string(),
         })
@@ -116,7 +116,7 @@ impl SingleFile {
 
     /// The tokenizer: CLIP's 49,408-token BPE (`tokenizer_json`, a `tokenizer.json`), with the
     /// family's pad token.
-    pub fn tokenizer(&self, tokenizer_json: &[u8]) -> Result<ClipTokenizer, SdLoadError> {
+    pub fn tokenizer(&self, tokenizer_json: &[u8]) -> Result<ClipTokenizer, LoadError> {
         ClipTokenizer::from_json(tokenizer_json, Some(self.family.pad_token()))
             .or_else(|e| self.fail(format!("the bundled CLIP tokenizer: {e}")))
     }
@@ -125,7 +125,7 @@ impl SingleFile {
     pub fn text_encoder(
         &self,
         device: &Device,
-    ) -> Result<(ClipTextConfig, ClipTextModel), SdLoadError> {
+    ) -> Result<(ClipTextConfig, ClipTextModel), LoadError> {
         let (config, tensors) = match self.family {
             Family::Sd1 => {
                 let tensors = self.tensors.clone().take_prefix(CLIP);
@@ -162,7 +162,7 @@ impl SingleFile {
         &self,
         prediction: Prediction,
         device: &Device,
-    ) -> Result<(UnetConfig, Unet), SdLoadError> {
+    ) -> Result<(UnetConfig, Unet), LoadError> {
         let tensors = self.tensors.clone().take_prefix(UNET);
         let config = unet_config(&tensors, self.family, prediction).or_else(|e| self.fail(e))?;
         let mut unet = config.init(device).or_else(|e| self.fail(e))?;
@@ -174,7 +174,7 @@ impl SingleFile {
     }
 
     /// The VAE, as diffusers' `AutoencoderKL`.
-    pub fn vae(&self, device: &Device) -> Result<(VaeConfig, Vae), SdLoadError> {
+    pub fn vae(&self, device: &Device) -> Result<(VaeConfig, Vae), LoadError> {
         let mut tensors = self.tensors.clone().take_prefix(VAE);
         // Training checkpoints keep the VAE's discriminator.
         drop(tensors.take_prefix("loss."));
@@ -203,28 +203,16 @@ impl SingleFile {
         tokenizer_json: &[u8],
         prediction: Option<Prediction>,
         device: &Device,
-    ) -> Result<StableDiffusion, SdLoadError> {
+    ) -> Result<StableDiffusion, LoadError> {
         let prediction = prediction.unwrap_or(self.family.default_prediction());
-        let tokenizer = self.tokenizer(tokenizer_json)?;
-        let (text_encoder_config, text_encoder) = self.text_encoder(device)?;
-        let (unet_config, unet) = self.unet(prediction, device)?;
-        let (vae_config, vae) = self.vae(device)?;
-        if unet_config.cross_attention_dim != text_encoder_config.hidden_size {
-            return self.fail(format!(
-                "the UNet's cross-attention is {} wide but the text encoder's states are {}",
-                unet_config.cross_attention_dim, text_encoder_config.hidden_size
-            ));
-        }
-        Ok(StableDiffusion {
-            tokenizer,
-            text_encoder_config,
-            text_encoder,
-            unet_config,
-            unet,
-            vae_config,
-            vae,
-            scheduler: self.scheduler(prediction),
-        })
+        StableDiffusion::from_parts(
+            self.tokenizer(tokenizer_json)?,
+            self.text_encoder(device)?,
+            self.unet(prediction, device)?,
+            self.vae(device)?,
+            self.scheduler(prediction),
+        )
+        .or_else(|message| self.fail(message))
     }
 }
 

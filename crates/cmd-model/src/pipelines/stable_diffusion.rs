@@ -20,25 +20,26 @@ use super::denoise::{SamplingOptions, denoise};
 /// Reads a file of the folder by relative path: `Ok(None)` when it does not exist.
 pub type ReadFile<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, String> + 'a;
 
-/// Why a folder does not load: the file (relative to the folder) and what is wrong with it.
+/// Why a model does not load (a diffusers folder, a single-file checkpoint or a CMD bundle):
+/// the file (relative to the folder) and what is wrong with it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{file}: {message}")]
-pub struct SdLoadError {
+pub struct LoadError {
     /// The file, e.g. `unet/config.json`.
     pub file: String,
     /// What is wrong.
     pub message: String,
 }
 
-fn fail<T>(file: &str, message: impl ToString) -> Result<T, SdLoadError> {
-    Err(SdLoadError {
+fn fail<T>(file: &str, message: impl ToString) -> Result<T, LoadError> {
+    Err(LoadError {
         file: file.to_string(),
         message: message.to_string(),
     })
 }
 
 /// The first of `names` that exists, with its contents.
-fn first_of(read: &mut ReadFile, names: &[&str]) -> Result<(String, Vec<u8>), SdLoadError> {
+fn first_of(read: &mut ReadFile, names: &[&str]) -> Result<(String, Vec<u8>), LoadError> {
     for name in names {
         match read(name) {
             Ok(Some(bytes)) => return Ok((name.to_string(), bytes)),
@@ -49,7 +50,7 @@ fn first_of(read: &mut ReadFile, names: &[&str]) -> Result<(String, Vec<u8>), Sd
     fail(names[0], "missing")
 }
 
-fn json<T: DeserializeOwned>(read: &mut ReadFile, file: &str) -> Result<T, SdLoadError> {
+fn json<T: DeserializeOwned>(read: &mut ReadFile, file: &str) -> Result<T, LoadError> {
     let (_, bytes) = first_of(read, &[file])?;
     serde_json::from_slice(&bytes).or_else(|e| fail(file, format!("not a valid config: {e}")))
 }
@@ -57,11 +58,7 @@ fn json<T: DeserializeOwned>(read: &mut ReadFile, file: &str) -> Result<T, SdLoa
 /// The weights of a diffusers part: `{stem}.safetensors`, its `fp16` variant, or either as
 /// shards listed by a `.safetensors.index.json` (full precision first). Pickle files
 /// (`.bin`) are refused, never read.
-fn weights(
-    read: &mut ReadFile,
-    part: &str,
-    stem: &str,
-) -> Result<(String, TensorSet), SdLoadError> {
+fn weights(read: &mut ReadFile, part: &str, stem: &str) -> Result<(String, TensorSet), LoadError> {
     for variant in ["", ".fp16"] {
         let file = format!("{part}/{stem}{variant}.safetensors");
         if let Some(bytes) = read(&file).or_else(|m| fail(&file, m))? {
@@ -102,7 +99,7 @@ fn shards(
     part: &str,
     index: &str,
     bytes: &[u8],
-) -> Result<TensorSet, SdLoadError> {
+) -> Result<TensorSet, LoadError> {
     #[derive(serde::Deserialize)]
     struct Index {
         weight_map: std::collections::BTreeMap<String, String>,
@@ -141,7 +138,7 @@ fn shards(
 
 /// The tokenizer of `tokenizer/`: its `tokenizer.json`, or `vocab.json` + `merges.txt`, with
 /// the pad token of `tokenizer_config.json`.
-pub fn load_tokenizer(read: &mut ReadFile) -> Result<ClipTokenizer, SdLoadError> {
+pub fn load_tokenizer(read: &mut ReadFile) -> Result<ClipTokenizer, LoadError> {
     const CONFIG: &str = "tokenizer/tokenizer_config.json";
     let pad = match read(CONFIG) {
         Ok(Some(bytes)) => {
@@ -162,7 +159,7 @@ pub fn load_tokenizer(read: &mut ReadFile) -> Result<ClipTokenizer, SdLoadError>
         Ok(Some(bytes)) => ClipTokenizer::from_json(&bytes, pad)
             .or_else(|e| tokenizer_error("tokenizer/tokenizer.json", e)),
         Ok(None) => {
-            let text = |read: &mut ReadFile, file: &str| -> Result<String, SdLoadError> {
+            let text = |read: &mut ReadFile, file: &str| -> Result<String, LoadError> {
                 let (_, bytes) = first_of(read, &[file]).or_else(|_| {
                     fail(
                         file,
@@ -184,7 +181,7 @@ pub fn load_tokenizer(read: &mut ReadFile) -> Result<ClipTokenizer, SdLoadError>
 pub fn load_text_encoder(
     read: &mut ReadFile,
     device: &Device,
-) -> Result<(ClipTextConfig, ClipTextModel), SdLoadError> {
+) -> Result<(ClipTextConfig, ClipTextModel), LoadError> {
     let config: ClipTextConfig = json(read, "text_encoder/config.json")?;
     let mut model = config.init(device);
     let (file, tensors) = weights(read, "text_encoder", "model")?;
@@ -200,7 +197,7 @@ pub fn load_text_encoder(
 }
 
 /// `unet/`: a diffusers `UNet2DConditionModel`.
-pub fn load_unet(read: &mut ReadFile, device: &Device) -> Result<(UnetConfig, Unet), SdLoadError> {
+pub fn load_unet(read: &mut ReadFile, device: &Device) -> Result<(UnetConfig, Unet), LoadError> {
     const CONFIG: &str = "unet/config.json";
     let config: UnetConfig = json(read, CONFIG)?;
     let mut unet = config.init(device).or_else(|e| fail(CONFIG, e))?;
@@ -211,7 +208,7 @@ pub fn load_unet(read: &mut ReadFile, device: &Device) -> Result<(UnetConfig, Un
 }
 
 /// `vae/`: a diffusers `AutoencoderKL`.
-pub fn load_vae(read: &mut ReadFile, device: &Device) -> Result<(VaeConfig, Vae), SdLoadError> {
+pub fn load_vae(read: &mut ReadFile, device: &Device) -> Result<(VaeConfig, Vae), LoadError> {
     const CONFIG: &str = "vae/config.json";
     let config: VaeConfig = json(read, CONFIG)?;
     let mut vae = config.init(device).or_else(|e| fail(CONFIG, e))?;
@@ -222,7 +219,7 @@ pub fn load_vae(read: &mut ReadFile, device: &Device) -> Result<(VaeConfig, Vae)
 }
 
 /// `scheduler/scheduler_config.json`.
-pub fn load_scheduler(read: &mut ReadFile) -> Result<SchedulerConfig, SdLoadError> {
+pub fn load_scheduler(read: &mut ReadFile) -> Result<SchedulerConfig, LoadError> {
     const FILE: &str = "scheduler/scheduler_config.json";
     let (_, bytes) = first_of(read, &[FILE])?;
     let text = String::from_utf8(bytes).or_else(|_| fail(FILE, "not UTF-8 text"))?;
@@ -251,6 +248,9 @@ pub enum SampleError {
     /// An image size the model cannot make.
     #[error("{0}")]
     Size(String),
+    /// Generation options out of range.
+    #[error(transparent)]
+    Options(#[from] super::generation::OptionError),
 }
 
 /// Text states of a prompt, `[1, 77, D]`, and its tokens (which say whether the prompt was cut
@@ -301,30 +301,36 @@ pub struct TextToImage {
 }
 
 impl StableDiffusion {
-    /// Loads every part, checking that they fit together.
-    pub fn load(read: &mut ReadFile, device: &Device) -> Result<Self, SdLoadError> {
+    /// Loads every part of a folder, checking that they fit together.
+    pub fn load(read: &mut ReadFile, device: &Device) -> Result<Self, LoadError> {
         let tokenizer = load_tokenizer(read)?;
-        let (text_encoder_config, text_encoder) = load_text_encoder(read, device)?;
-        let (unet_config, unet) = load_unet(read, device)?;
-        let (vae_config, vae) = load_vae(read, device)?;
+        let text_encoder = load_text_encoder(read, device)?;
+        let unet = load_unet(read, device)?;
+        let vae = load_vae(read, device)?;
         let scheduler = load_scheduler(read)?;
+        Self::from_parts(tokenizer, text_encoder, unet, vae, scheduler)
+            .or_else(|message| fail("unet/config.json", message))
+    }
+
+    /// A model of loaded parts, or why they do not fit together.
+    pub fn from_parts(
+        tokenizer: ClipTokenizer,
+        (text_encoder_config, text_encoder): (ClipTextConfig, ClipTextModel),
+        (unet_config, unet): (UnetConfig, Unet),
+        (vae_config, vae): (VaeConfig, Vae),
+        scheduler: SchedulerConfig,
+    ) -> Result<Self, String> {
         if unet_config.cross_attention_dim != text_encoder_config.hidden_size {
-            return fail(
-                "unet/config.json",
-                format!(
-                    "cross_attention_dim is {} but the text encoder's hidden_size is {}",
-                    unet_config.cross_attention_dim, text_encoder_config.hidden_size
-                ),
-            );
+            return Err(format!(
+                "the UNet's cross_attention_dim is {} but the text encoder's hidden_size is {}",
+                unet_config.cross_attention_dim, text_encoder_config.hidden_size
+            ));
         }
         if unet_config.in_channels != vae_config.latent_channels {
-            return fail(
-                "unet/config.json",
-                format!(
-                    "in_channels is {} but the VAE's latent_channels is {}",
-                    unet_config.in_channels, vae_config.latent_channels
-                ),
-            );
+            return Err(format!(
+                "the UNet's in_channels is {} but the VAE's latent_channels is {}",
+                unet_config.in_channels, vae_config.latent_channels
+            ));
         }
         Ok(Self {
             tokenizer,
