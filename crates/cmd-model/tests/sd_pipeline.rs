@@ -5,20 +5,10 @@
 
 mod common;
 
-use std::path::Path;
-
 use burn::tensor::Device;
 use cmd_model::pipelines::stable_diffusion::{LoadError, ReadFile};
 use cmd_model::pipelines::{Sampler, SamplingOptions, StableDiffusion};
 use safetensors::SafeTensors;
-
-fn disk(dir: &Path) -> impl FnMut(&str) -> Result<Option<Vec<u8>>, String> + '_ {
-    move |path: &str| match std::fs::read(dir.join(path)) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
-}
 
 fn load(read: &mut ReadFile) -> Result<StableDiffusion, LoadError> {
     StableDiffusion::load(read, &Device::flex())
@@ -28,7 +18,7 @@ fn load(read: &mut ReadFile) -> Result<StableDiffusion, LoadError> {
 fn text_to_image_matches_diffusers() {
     let dir = common::reference("sd_tiny");
     let device = Device::flex();
-    let sd = load(&mut disk(&dir)).unwrap();
+    let sd = load(&mut common::disk(&dir)).unwrap();
     let cases: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
     let io = std::fs::read(dir.join("io.safetensors")).unwrap();
@@ -86,7 +76,7 @@ fn text_to_image_matches_diffusers() {
 
 #[test]
 fn sizes_the_unet_cannot_take_are_refused() {
-    let sd = load(&mut disk(&common::reference("sd_tiny"))).unwrap();
+    let sd = load(&mut common::disk(&common::reference("sd_tiny"))).unwrap();
     assert_eq!(sd.default_size(), (16, 16));
     let err = sd.latent_shape(24, 16).unwrap_err().to_string();
     assert!(
@@ -133,7 +123,7 @@ fn broken_folders_name_the_file() {
         ),
     ];
     for (file, replacement, want) in cases {
-        let mut inner = disk(&dir);
+        let mut inner = common::disk(&dir);
         let mut read = |path: &str| {
             if path == file {
                 Ok(replacement.map(|b| b.to_vec()))
@@ -154,7 +144,7 @@ fn broken_folders_name_the_file() {
 fn weights_of_another_model_name_the_key() {
     let dir = common::reference("sd_tiny");
     let vae_weights = std::fs::read(dir.join("vae/diffusion_pytorch_model.safetensors")).unwrap();
-    let mut inner = disk(&dir);
+    let mut inner = common::disk(&dir);
     let mut read = |path: &str| {
         if path == "unet/diffusion_pytorch_model.safetensors" {
             Ok(Some(vae_weights.clone()))

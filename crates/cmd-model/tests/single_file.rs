@@ -18,14 +18,6 @@ use cmd_model::schedulers::Prediction;
 use cmd_model::tokenizer::{CLIP_TOKENIZER_JSON, ClipTokenizer};
 use safetensors::SafeTensors;
 
-fn disk(dir: &Path) -> impl FnMut(&str) -> Result<Option<Vec<u8>>, String> + '_ {
-    move |path: &str| match std::fs::read(dir.join(path)) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 fn prediction(name: &str) -> Prediction {
     match name {
         "epsilon" => Prediction::Epsilon,
@@ -52,7 +44,7 @@ fn single_file(model: &str, prediction: Option<Prediction>) -> StableDiffusion {
 fn folder(model: &str) -> Result<StableDiffusion, LoadError> {
     let dir = common::reference("single_file").join(model);
     let device = Device::flex();
-    let mut read = disk(&dir);
+    let mut read = common::disk(&dir);
     let pad = if model == "sd1" { "<|endoftext|>" } else { "!" };
     let tokenizer = ClipTokenizer::from_json(CLIP_TOKENIZER_JSON, Some(pad)).unwrap();
     let text_encoder = load_text_encoder(&mut read, &device)?;
@@ -181,7 +173,7 @@ fn a_missing_shard_is_named_with_its_index() {
         .unwrap()
         .to_string();
     std::fs::remove_file(dir.join("unet").join(&shard)).unwrap();
-    let err = load_unet(&mut disk(&dir), &Device::flex())
+    let err = load_unet(&mut common::disk(&dir), &Device::flex())
         .unwrap_err()
         .to_string();
     assert!(
@@ -202,7 +194,7 @@ fn pickle_weights_are_refused_unread() {
         unet.join("diffusion_pytorch_model.bin"),
     )
     .unwrap();
-    let err = load_unet(&mut disk(&dir), &Device::flex())
+    let err = load_unet(&mut common::disk(&dir), &Device::flex())
         .unwrap_err()
         .to_string();
     assert!(

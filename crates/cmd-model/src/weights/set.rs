@@ -75,7 +75,6 @@ impl Entry {
 #[derive(Debug, Clone, Default)]
 pub struct TensorSet {
     tensors: BTreeMap<String, Entry>,
-    metadata: BTreeMap<String, String>,
 }
 
 impl TensorSet {
@@ -97,12 +96,6 @@ impl TensorSet {
             let (start, end) = info.data_offsets;
             found.push((key, dtype, info.shape.clone(), data + start, data + end));
         }
-        let metadata = meta
-            .metadata()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
         let bytes = Arc::new(bytes);
         let tensors = found
             .into_iter()
@@ -118,7 +111,7 @@ impl TensorSet {
                 (key, entry)
             })
             .collect();
-        Ok(Self { tensors, metadata })
+        Ok(Self { tensors })
     }
 
     /// Adds the tensors of `other` (another shard); a name in both is an error naming both
@@ -133,7 +126,6 @@ impl TensorSet {
             }
             self.tensors.insert(name, entry);
         }
-        self.metadata.extend(other.metadata);
         Ok(())
     }
 
@@ -162,11 +154,6 @@ impl TensorSet {
         self.get(name).map(|e| e.shape.as_slice())
     }
 
-    /// The file's `__metadata__` strings (merged over shards).
-    pub fn metadata(&self) -> &BTreeMap<String, String> {
-        &self.metadata
-    }
-
     /// Removes and returns the tensor called `name`.
     pub fn remove(&mut self, name: &str) -> Option<Entry> {
         self.tensors.remove(name)
@@ -185,10 +172,7 @@ impl TensorSet {
             .filter(|k| k.starts_with(prefix))
             .cloned()
             .collect();
-        let mut taken = TensorSet {
-            metadata: self.metadata.clone(),
-            ..Default::default()
-        };
+        let mut taken = TensorSet::default();
         for name in names {
             let entry = self.tensors.remove(&name).expect("listed above");
             taken
@@ -205,10 +189,7 @@ impl TensorSet {
             .into_iter()
             .map(|(name, entry)| (rename(&name), entry))
             .collect();
-        TensorSet {
-            tensors,
-            metadata: self.metadata,
-        }
+        TensorSet { tensors }
     }
 
     pub(super) fn into_pack(self) -> Vec<PackTensor> {

@@ -54,3 +54,12 @@ pub fn assert_l2_close(got: &[f32], want: &[f32], tol: f64, what: &str) {
     let err = relative_l2(got, want);
     assert!(err < tol, "{what}: relative L2 error {err:e}");
 }
+
+/// Reads files of `dir` by relative path, as the folder loaders ask (`Ok(None)`: no such file).
+pub fn disk(dir: &Path) -> impl FnMut(&str) -> Result<Option<Vec<u8>>, String> + '_ {
+    move |path: &str| match std::fs::read(dir.join(path)) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
