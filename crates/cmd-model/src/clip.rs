@@ -99,6 +99,19 @@ impl ClipTextConfig {
         }
     }
 
+    /// The shipped teaching model's text encoder: [`Self::tiny`] at width 64 (MLP 128) over a
+    /// compact vocabulary of `vocab_size` tokens whose end token is `eos_token_id` (the
+    /// teaching dataset's words, see `ClipTokenizer::for_words`).
+    pub fn teaching(vocab_size: usize, eos_token_id: u32) -> Self {
+        Self {
+            vocab_size,
+            hidden_size: 64,
+            intermediate_size: 128,
+            eos_token_id,
+            ..Self::tiny()
+        }
+    }
+
     /// A model of this size with random weights.
     pub fn init(&self, device: &Device) -> ClipTextModel {
         let (d, eps) = (self.hidden_size, self.layer_norm_eps);

@@ -370,6 +370,15 @@ impl UnetConfig {
         }
     }
 
+    /// The shipped teaching model's UNet: [`Self::tiny`] reading text states of width 64
+    /// ([`ClipTextConfig::teaching`](crate::clip::ClipTextConfig::teaching)).
+    pub fn teaching(channels: usize, sample_size: usize) -> Self {
+        Self {
+            cross_attention_dim: 64,
+            ..Self::tiny(channels, sample_size)
+        }
+    }
+
     /// Stable Diffusion 1.5's `unet/config.json` (CLIP ViT-L text states of width 768).
     pub fn sd15() -> Self {
         Self {

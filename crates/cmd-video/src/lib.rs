@@ -8,7 +8,7 @@
 //! frame. [`dataset`] turns folders of clips into training examples at any scale.
 //!
 //! Also clip sampling and conversion to and from the `[-1, 1]` float layout the model uses,
-//! the teaching dataset, its adherence analyser, and the teaching pictures (importance weight
+//! and the teaching pictures (importance weight
 //! heat maps, motion planes). Without the default `h264` and `ffmpeg` features (the browser
 //! build) only y4m, GIF and PNG are read.
 //!
@@ -17,7 +17,6 @@
 
 #![warn(missing_docs)]
 
-pub mod adherence;
 pub mod atomic;
 pub mod clip;
 pub mod dataset;
@@ -30,7 +29,6 @@ pub mod mp4;
 pub mod png;
 pub mod slide;
 pub mod take;
-pub mod teaching;
 pub mod video;
 pub mod views;
 pub mod y4m;

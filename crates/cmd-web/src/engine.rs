@@ -100,6 +100,17 @@ async fn read<const D: usize, K: burn::tensor::kind::Basic>(
         .map_err(|e| format!("the device failed to compute the result (out of GPU memory?): {e:?}"))
 }
 
+/// Fails when a model's output holds NaN or infinity (its weights are broken, e.g. a run that
+/// blew up): said plainly, instead of showing black frames.
+async fn ensure_finite<const D: usize>(t: &Tensor<D>, what: &str) -> Result<(), String> {
+    match host(t.clone()).await?.iter().find(|v| !v.is_finite()) {
+        Some(v) => Err(format!(
+            "the model produced {v} in its {what}: its weights are broken; nothing is shown"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A tensor's values on the host.
 async fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
     read(t)
@@ -254,6 +265,8 @@ impl Engine {
         progress: &mut dyn FnMut(Stage, usize, usize),
     ) -> Result<Panels, String> {
         let p = &self.pipeline;
+        ensure_finite(&video.content, "content frame").await?;
+        ensure_finite(&video.motion, "motion latent").await?;
         let clip = self.to_clip(video.frames).await?;
         // The importance weights belong to an encoding: encode the generated clip again.
         let weights = p.codec.encode(clip_tensor(&clip, &self.device)).weights;

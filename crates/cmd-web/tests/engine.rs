@@ -120,6 +120,28 @@ fn bad_requests_are_named() {
     assert!(err.contains("model.json"), "{err}");
 }
 
+/// The weights of a safetensors file all set to NaN (f16 or f32: every byte 0xFF).
+fn broken(file: &[u8]) -> Vec<u8> {
+    let header = 8 + u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+    let mut out = file[..header].to_vec();
+    out.resize(file.len(), 0xFF);
+    out
+}
+
+#[test]
+fn broken_weights_stop_generation_with_a_clear_error() {
+    let mut files = files("teaching");
+    let dit = broken(&files["dit.safetensors"]);
+    files.insert("dit.safetensors".into(), dit);
+    let engine = Engine::load(files, Device::flex()).unwrap();
+    let err = pollster::block_on(engine.generate(&request("a red circle"), &mut |_, _, _| {}))
+        .unwrap_err();
+    assert!(
+        err.contains("the model produced NaN in its motion latent"),
+        "{err}"
+    );
+}
+
 #[test]
 fn real_clips_are_decomposed_by_the_real_video_autoencoder_once_loaded() {
     let engine = engine();

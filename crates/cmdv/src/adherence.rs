@@ -6,14 +6,16 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use cmd_model::pipelines::{GenerateOptions, Sampler, SamplingOptions};
+use cmd_teaching::adherence::analyse;
+use cmd_teaching::dataset::{Motion, Scene};
 use cmd_video::Clip;
-use cmd_video::adherence::analyse;
-use cmd_video::teaching::{Motion, Scene};
 use cmd_video::{is_clip_file, read_clip};
 
 use crate::cli::AdherenceArgs;
 use crate::generate::{clip_of, load_model};
-use crate::{captions, device, progress};
+use cmd_train::captions;
+
+use crate::{device, progress};
 
 /// Counts of clips with the right colour, motion, and both, and which motion each asked-for
 /// motion came out as.

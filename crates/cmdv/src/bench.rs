@@ -15,7 +15,7 @@ use cmd_model::{AutoencoderConfig, OutputMode, kernels};
 
 use crate::cli::{BenchArgs, BenchTarget, UnetLayout};
 use crate::device;
-use crate::tensor_io::to_scalar;
+use cmd_train::tensors::to_scalar;
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     match args.target {

@@ -12,10 +12,12 @@ use cmd_video::Clip;
 use indicatif::ProgressBar;
 
 use crate::cli::{AnimateArgs, ExportArgs, GenerateArgs, SamplingArgs, TransferArgs};
-use crate::latents::{FrameVae, recorded};
 use crate::reconstruct::read_fitted;
-use crate::tensor_io::{clips_to_tensor, ensure_finite, to_vec};
-use crate::{device, motion, progress, sd_model};
+use crate::tensor_io::ensure_finite;
+use crate::{device, progress};
+use cmd_train::tensors::{clips_to_tensor, to_vec};
+use cmd_train::vae::{load_sd_vae, recorded};
+use cmd_train::{motion, run, sd_files};
 
 /// Frames per second a picture is given (one frame; the rate is never shown).
 const PICTURE_FPS: f32 = 8.0;
@@ -111,10 +113,10 @@ pub fn load_model(model: Option<&Path>, device: &Device) -> Result<CmdPipeline> 
         );
     }
     if path.join("model.json").is_file() {
-        CmdPipeline::from_bundle(&mut sd_model::reader(path), device)
+        CmdPipeline::from_bundle(&mut sd_files::reader(path), device)
             .with_context(|| format!("model folder {}", path.display()))
     } else {
-        motion::load_pipeline(path, device)
+        Ok(motion::load_pipeline(path, device)?)
     }
 }
 
@@ -132,7 +134,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
                     "--fps must be a positive number, found {fps}"
                 );
             }
-            let autoencoder = crate::checkpoint::load_autoencoder(ae, &device)?;
+            let autoencoder = run::load_autoencoder(ae, &device)?;
             AutoencoderBundle::files(&autoencoder, args.fps, dtype)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", ae.display()))?
         }
@@ -208,10 +210,7 @@ pub fn transfer(args: &TransferArgs) -> Result<()> {
         note,
     } = crate::reconstruct::autoencoder(args.ae.as_deref(), &device)?;
     let vae = match args.ae.as_deref().map(recorded).transpose()?.flatten() {
-        Some(folder) => {
-            let vae = FrameVae::load(&folder, &device)?;
-            Some((vae.config.clone(), vae.into_vae()))
-        }
+        Some(folder) => Some(load_sd_vae(&folder, &device)?),
         None => None,
     };
     let codec = Codec { autoencoder, vae };

@@ -2,28 +2,16 @@
 
 mod adherence;
 mod bench;
-mod captions;
-mod checkpoint;
 mod cli;
-mod content;
-mod data;
 mod device;
-mod fit;
-mod frozen;
 mod generate;
 mod info;
-mod latents;
-mod motion;
-mod parallel;
 mod progress;
 mod reconstruct;
 mod sample_content;
-mod sd_model;
 mod teaching_data;
 mod tensor_io;
 mod train;
-mod train_content;
-mod train_motion;
 
 use std::process::ExitCode;
 
@@ -32,6 +20,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     end_quietly_on_closed_pipe();
     let cli = cli::Cli::parse();
+    pin_default_device(&cli.command);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -53,14 +42,41 @@ fn end_quietly_on_closed_pipe() {
     }
 }
 
+/// burn makes a resumed run's optimizer state on its default device (the first GPU backend
+/// compiled in, unless `BURN_DEVICE` says otherwise) before moving it to the parameters'
+/// device. A trainer pins that default to its `--device`, so a CPU run never opens a GPU
+/// driver (nor prints the driver's complaints).
+fn pin_default_device(command: &cli::Command) {
+    let device = match command {
+        cli::Command::TrainAe(args) => args.device,
+        cli::Command::TrainContent(args) => args.train.device,
+        cli::Command::TrainMotion(args) => args.train.device,
+        _ => return,
+    };
+    if std::env::var_os("BURN_DEVICE").is_some() {
+        return;
+    }
+    let name = match device {
+        cli::DeviceArg::Cpu => "flex",
+        cli::DeviceArg::Wgpu => "wgpu",
+        cli::DeviceArg::Vulkan => "vulkan",
+        cli::DeviceArg::Cuda => "cuda",
+    };
+    // SAFETY: called from `main` before any other thread exists (argument parsing starts
+    // none), so nothing reads the environment concurrently.
+    unsafe {
+        std::env::set_var("BURN_DEVICE", name);
+    }
+}
+
 fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Info(args) => info::run(&args),
-        cli::Command::TrainAe(args) => train::run(&args),
+        cli::Command::TrainAe(args) => train::ae(&args),
         cli::Command::Reconstruct(args) => reconstruct::run(&args),
-        cli::Command::TrainContent(args) => train_content::run(&args),
+        cli::Command::TrainContent(args) => train::content(&args),
         cli::Command::SampleContent(args) => sample_content::run(&args),
-        cli::Command::TrainMotion(args) => train_motion::run(&args),
+        cli::Command::TrainMotion(args) => train::motion(&args),
         cli::Command::Generate(args) => generate::generate(&args),
         cli::Command::Animate(args) => generate::animate(&args),
         cli::Command::Transfer(args) => generate::transfer(&args),

@@ -9,10 +9,11 @@ use cmd_model::{Autoencoder, OutputMode};
 use cmd_video::slide::{self, Slide};
 use cmd_video::{Clip, Video, gif, png, views};
 
-use crate::checkpoint::load_autoencoder;
+use cmd_train::run::load_autoencoder;
+use cmd_train::tensors::{clips_to_tensor, to_vec};
+
 use crate::cli::{FramesArgs, ReconstructArgs};
 use crate::device;
-use crate::tensor_io::{clips_to_tensor, to_vec};
 
 /// The shipped real-video autoencoder (trained on real footage; see its README).
 pub const SHIPPED_AUTOENCODER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/real");

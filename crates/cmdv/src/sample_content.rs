@@ -1,16 +1,23 @@
 //! `cmdv sample-content`: one image from a Stable Diffusion folder or single file (text-to-image,
 //! decoded with its VAE), or one content frame from a `train-content` run.
 
+use std::path::Path;
+
 use anyhow::{Result, bail, ensure};
 use burn::tensor::Tensor;
 use cmd_model::pipelines::stable_diffusion::encode_prompt;
 use cmd_model::pipelines::{SamplingOptions, denoise, standard_normal};
 use image::RgbImage;
 
+use cmd_model::pipelines::single_file::Family;
+use cmd_model::schedulers::Prediction;
+use cmd_train::content::load_run;
+use cmd_train::sd_files;
+use cmd_train::tensors::to_vec;
+
 use crate::cli::SampleContentArgs;
-use crate::content::load_run;
-use crate::tensor_io::{ensure_finite, to_vec};
-use crate::{device, progress, sd_model};
+use crate::tensor_io::ensure_finite;
+use crate::{device, progress};
 
 pub fn run(args: &SampleContentArgs) -> Result<()> {
     ensure!(args.steps > 0, "--steps must be positive");
@@ -26,7 +33,7 @@ pub fn run(args: &SampleContentArgs) -> Result<()> {
             args.model.display()
         );
     }
-    let stable_diffusion = sd_model::is_sd_folder(&args.model) || args.model.is_file();
+    let stable_diffusion = sd_files::is_sd_folder(&args.model) || args.model.is_file();
     if !stable_diffusion && args.prediction.is_some() {
         bail!("--prediction: a train-content run samples with its own; leave it out");
     }
@@ -39,7 +46,11 @@ pub fn run(args: &SampleContentArgs) -> Result<()> {
     let bar = progress::bar(args.steps as u64, "sample");
     let mut report = |done: usize, _total: usize| bar.set_position(done as u64);
     let image = if stable_diffusion {
-        let sd = sd_model::load(&args.model, args.prediction.map(Into::into), &device)?;
+        let prediction = args.prediction.map(Into::into);
+        let (sd, family) = sd_files::load(&args.model, prediction, &device)?;
+        if let Some(family) = family {
+            note_family(&args.model, family, prediction);
+        }
         let (dh, dw) = sd.default_size();
         let shape = sd.latent_shape(args.height.unwrap_or(dh), args.width.unwrap_or(dw))?;
         let noise = standard_normal(shape, args.seed, &device);
@@ -107,4 +118,20 @@ fn to_image(image: Tensor<4>) -> Result<RgbImage> {
         };
         image::Rgb([at(0), at(1), at(2)])
     }))
+}
+
+/// Says which model a single file was read as, and (for SD 2.x) what it is assumed to predict.
+fn note_family(path: &Path, family: Family, prediction: Option<Prediction>) {
+    let assumed = match (family, prediction) {
+        (Family::Sd2, None) => {
+            ", predicting v at 768 px (the 768-v models; give --prediction epsilon for a \
+             512-px -base model)"
+        }
+        _ => "",
+    };
+    eprintln!(
+        "note: {}: a single-file {} checkpoint{assumed}",
+        path.display(),
+        family.name()
+    );
 }

@@ -1,7 +1,7 @@
 //! `cmdv make-teaching-data`: write the procedural teaching dataset to a folder.
 
 use anyhow::{Context, Result, ensure};
-use cmd_video::teaching;
+use cmd_teaching::dataset as teaching;
 
 use crate::cli::MakeTeachingDataArgs;
 use crate::progress;

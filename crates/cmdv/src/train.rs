@@ -1,186 +1,244 @@
-//! `cmdv train-ae`: train the autoencoder on a folder of clips (L1 on pixels, or MSE on the
-//! frame latents of a Stable Diffusion VAE in latent mode).
+//! `cmdv train-ae`, `train-content` and `train-motion`: the flags become the training
+//! library's typed configs, its events a progress bar with an ETA, and its errors name the
+//! flag concerned.
 
-use anyhow::{Result, bail, ensure};
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, ModuleOptimizer};
-use cmd_model::{AutoencoderConfig, OutputMode};
-use cmd_video::Clip;
+use anyhow::Result;
+use burn::tensor::Device;
+use cmd_train::{
+    AeTrainConfig, AeTrainer, ContentTrainConfig, ContentTrainer, DataConfig, DataParallel,
+    DiffusionConfig, FitConfig, MotionTrainConfig, MotionTrainer, Setting, Summary, TrainError,
+    TrainEvent,
+};
+use indicatif::ProgressBar;
 
-use crate::checkpoint::{Run, TrainState};
-use crate::cli::TrainAeArgs;
-use crate::data::TrainingData;
-use crate::fit::{Plan, fit};
-use crate::latents;
-use crate::parallel::DataParallel;
-use crate::tensor_io::clips_to_tensor;
+use crate::cli::{
+    DataArgs, DeviceArg, DiffusionTrainArgs, TrainAeArgs, TrainContentArgs, TrainMotionArgs,
+};
+use crate::{device, progress};
 
-/// The optimizer of spec section 1: Adam with betas (`beta1`, 0.9) (the spec's `beta1` is
-/// 0.5), no weight decay; gradients clipped to norm 1 for stability at the larger learning
-/// rates small models use.
-fn optimizer(beta1: f64) -> ModuleOptimizer {
-    AdamConfig::new()
-        .with_beta_1(beta1 as f32)
-        .with_beta_2(0.9)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
-        .init()
-}
-
-pub fn run(args: &TrainAeArgs) -> Result<()> {
-    ensure!(args.steps > 0, "--steps must be positive");
-    ensure!(args.batch > 0, "--batch must be positive");
-    ensure!(
-        args.checkpoint_every > 0,
-        "--checkpoint-every must be positive"
-    );
-    ensure!(
-        args.lr.is_finite() && args.lr > 0.0,
-        "--lr must be a positive number, found {}",
-        args.lr
-    );
-    ensure!(
-        (0.0..1.0).contains(&args.beta1),
-        "--beta1 must be at least 0 and less than 1, found {}",
-        args.beta1
-    );
-    args.data.check()?;
-    let config = AutoencoderConfig::preset(&args.preset)?;
-    let latent = config.output == OutputMode::Latent;
-    match (&args.vae, latent) {
-        (None, true) => bail!(
-            "--preset {}: latent-mode autoencoders train on Stable Diffusion VAE latents; give \
-             the Stable Diffusion folder with --vae",
-            args.preset
-        ),
-        (Some(vae), false) => bail!(
-            "--vae {}: the '{}' preset works on pixels; --vae is for latent presets",
-            vae.display(),
-            args.preset
-        ),
-        _ => {}
-    }
-    let run = Run::new(&args.out);
-    let parallel = DataParallel::open(args.device, args.devices, args.batch)?;
-    let devices = parallel.devices();
-    let device = parallel.main().clone();
-    let vae = match &args.vae {
-        Some(folder) => Some(latents::open(folder, &run, args.resume, &device)?),
-        None => None,
-    };
-    let vaes: Vec<_> = devices
-        .iter()
-        .map(|d| vae.as_ref().map(|v| v.to_device(d)))
-        .collect();
-    let frames = |clips: &[Clip], index: usize| {
-        let x = clips_to_tensor(clips, &devices[index]);
-        match &vaes[index] {
-            Some(vae) => vae.encode(x),
-            None => x,
-        }
-    };
-    // Clips are cut at the size whose latents (or pixels) the autoencoder takes.
-    let factor = vae.as_ref().map_or(1, |v| v.config.scale_factor()) as u32;
-    let (width, height) = (config.width as u32 * factor, config.height as u32 * factor);
-
-    let (model, optim, state) = if args.resume {
-        let saved = run.read_config()?;
-        if saved != config {
-            bail!(
-                "{}: the run was started with preset '{}', but --preset {} was given",
-                run.config_path().display(),
-                saved.name,
-                args.preset
-            );
-        }
-        run.resume(&config, optimizer(args.beta1), &device)?
-    } else {
-        device.seed(args.seed);
-        let model = config.init(&device)?;
-        run.start(&config)?;
-        let state = TrainState::new(args.seed);
-        (model, optimizer(args.beta1), state)
-    };
-    if state.step >= args.steps {
-        eprintln!(
-            "{}: already trained for {} steps",
-            args.out.display(),
-            state.step
-        );
-        return Ok(());
-    }
-
-    // Every example is mirrored at random: an autoencoder has no words to contradict.
-    let augment = crate::data::augment(cmd_video::dataset::MIN_CROP, true)?;
-    let mut data = TrainingData::open(
-        &args.data,
-        (config.frames, width, height),
-        augment,
-        state.seed,
-        &state.data(args.batch),
-        &run,
-    )?;
-    eprintln!(
-        "training '{}' ({} parameters) on {}",
-        config.name,
-        burn::module::Module::num_params(&model),
-        data.describe()
-    );
-    let plan = Plan {
-        steps: args.steps,
-        checkpoint_every: args.checkpoint_every,
-        lr: &|step| learning_rate(args.lr, args.warmup, args.steps, step),
-        ema: 0.0,
-        model_file: "model.bpk",
-        label: "train-ae",
-        batch: args.batch,
-        parallel: &parallel,
-    };
-    fit(
-        &run,
-        &plan,
-        model,
-        None,
-        optim,
-        state,
-        &mut data,
-        |replica, examples, _rng, shard| {
-            let clips: Vec<Clip> = examples[shard.range.clone()]
-                .iter()
-                .map(|e| e.frames.clone())
-                .collect();
-            let x = frames(&clips, shard.index);
-            let (_, recon) = replica.forward(x.clone());
-            Ok(replica.loss(recon, x))
+/// `cmdv train-ae`.
+pub fn ae(args: &TrainAeArgs) -> Result<()> {
+    let config = AeTrainConfig {
+        data: data_config(&args.data),
+        preset: args.preset.clone(),
+        vae: args.vae.clone(),
+        fit: FitConfig {
+            out: args.out.clone(),
+            resume: args.resume,
+            seed: args.seed,
+            steps: args.steps,
+            batch: args.batch,
+            lr: args.lr,
+            checkpoint_every: args.checkpoint_every,
         },
-    )
+        warmup: args.warmup,
+        beta1: args.beta1,
+    };
+    let trainer = AeTrainer::new(config).map_err(flagged)?;
+    let parallel = parallel(args.device, args.devices, args.batch)?;
+    drive("train-ae", |events| trainer.train(&parallel, events))
 }
 
-/// Linear warm-up over `--warmup` steps, then a cosine decay to a tenth of `--lr` at `--steps`.
-fn learning_rate(peak: f64, warmup: usize, steps: usize, step: usize) -> f64 {
-    let warmup = warmup.max(1);
-    if step < warmup {
-        return peak * (step + 1) as f64 / warmup as f64;
+/// `cmdv train-content`.
+pub fn content(args: &TrainContentArgs) -> Result<()> {
+    let config = ContentTrainConfig {
+        ae: args.ae.clone(),
+        base: args.base.clone(),
+        prediction: args.prediction.map(Into::into),
+        train: diffusion_config(&args.train),
+    };
+    let trainer = ContentTrainer::new(config).map_err(flagged)?;
+    let parallel = parallel(args.train.device, args.train.devices, args.train.batch)?;
+    drive("content", |events| trainer.train(&parallel, events))
+}
+
+/// `cmdv train-motion`.
+pub fn motion(args: &TrainMotionArgs) -> Result<()> {
+    let config = MotionTrainConfig {
+        ae: args.ae.clone(),
+        content: args.content.clone(),
+        preset: args.preset.clone(),
+        content_patch: args.content_patch,
+        prediction: args.prediction.map(Into::into),
+        text_pooling: args.text_pooling.map(Into::into),
+        train: diffusion_config(&args.train),
+    };
+    let trainer = MotionTrainer::new(config).map_err(flagged)?;
+    let parallel = parallel(args.train.device, args.train.devices, args.train.batch)?;
+    drive("motion", |events| trainer.train(&parallel, events))
+}
+
+fn data_config(args: &DataArgs) -> DataConfig {
+    DataConfig {
+        data: args.data.clone(),
+        split: args.split.clone(),
+        stride: args.stride,
+        fps: args.fps,
+        stream: args.stream,
+        workers: args.workers,
     }
-    let progress = (step - warmup) as f64 / steps.saturating_sub(warmup).max(1) as f64;
-    let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
-    peak * (0.1 + 0.9 * cosine)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::learning_rate;
+fn diffusion_config(args: &DiffusionTrainArgs) -> DiffusionConfig {
+    DiffusionConfig {
+        data: data_config(&args.data),
+        captions: args.captions.clone(),
+        fit: FitConfig {
+            out: args.out.clone(),
+            resume: args.resume,
+            seed: args.seed,
+            steps: args.steps,
+            batch: args.batch,
+            lr: args.lr,
+            checkpoint_every: args.checkpoint_every,
+        },
+        ema: args.ema,
+        empty_prompt: args.empty_prompt,
+        flip: args.flip,
+        crop_min: args.crop_min,
+    }
+}
 
-    #[test]
-    fn schedule_warms_up_then_decays_to_a_tenth() {
-        let lr = |step| learning_rate(1e-3, 10, 110, step);
-        assert!((lr(0) - 1e-4).abs() < 1e-12);
-        assert!((lr(9) - 1e-3).abs() < 1e-12);
-        assert!((lr(10) - 1e-3).abs() < 1e-12);
-        assert!((lr(60) - 0.55e-3).abs() < 1e-9, "half way: {}", lr(60));
-        assert!((lr(110) - 1e-4).abs() < 1e-12);
-        assert!(
-            (lr(500) - 1e-4).abs() < 1e-12,
-            "past the end it stays at the floor"
-        );
+/// The training devices `--device` and `--devices` name; CUDA GPUs all-reduce.
+fn parallel(arg: DeviceArg, count: usize, batch: usize) -> Result<DataParallel> {
+    let devices: Vec<Device> = device::open_many(arg, count)?;
+    DataParallel::new(devices, arg == DeviceArg::Cuda, batch).map_err(flagged)
+}
+
+/// Runs a trainer with a progress bar, then says how it ended.
+fn drive(
+    label: &'static str,
+    train: impl FnOnce(&mut dyn FnMut(TrainEvent)) -> Result<Summary, TrainError>,
+) -> Result<()> {
+    let mut bars = Bars {
+        label,
+        phase: None,
+        training: None,
+    };
+    let result = train(&mut |event| bars.show(event));
+    bars.end(result.is_ok());
+    let summary = result.map_err(flagged)?;
+    eprintln!("{summary}");
+    Ok(())
+}
+
+/// The library's error in the terms of the command line: a setting is named by its flag.
+fn flagged(err: TrainError) -> anyhow::Error {
+    match err {
+        TrainError::Setting { setting, message } => {
+            anyhow::anyhow!("{} {message}", flag(setting))
+        }
+        TrainError::RunExists { dir } => anyhow::anyhow!(
+            "{}: already holds a checkpoint; pass --resume to continue it, or choose another --out",
+            dir.display()
+        ),
+        TrainError::NothingToResume { dir } => anyhow::anyhow!(
+            "{}: no checkpoint to resume from (run without --resume to start it)",
+            dir.display()
+        ),
+        other => other.into(),
+    }
+}
+
+/// The flag of a setting.
+fn flag(setting: Setting) -> &'static str {
+    match setting {
+        Setting::Data => "--data",
+        Setting::Stride => "--stride",
+        Setting::Fps => "--fps",
+        Setting::Steps => "--steps",
+        Setting::Batch => "--batch",
+        Setting::Lr => "--lr",
+        Setting::Beta1 => "--beta1",
+        Setting::CheckpointEvery => "--checkpoint-every",
+        Setting::Ema => "--ema",
+        Setting::EmptyPrompt => "--empty-prompt",
+        Setting::CropMin => "--crop-min",
+        Setting::Devices => "--devices",
+        Setting::Preset => "--preset",
+        Setting::Vae => "--vae",
+        Setting::Base => "--base",
+        Setting::Prediction => "--prediction",
+        Setting::TextPooling => "--text-pooling",
+    }
+}
+
+/// The bars of a run: one for the current preparation phase (indexing, decoding), then the
+/// training bar. Messages go above them.
+struct Bars {
+    label: &'static str,
+    phase: Option<(&'static str, ProgressBar)>,
+    training: Option<ProgressBar>,
+}
+
+impl Bars {
+    fn show(&mut self, event: TrainEvent) {
+        match event {
+            TrainEvent::Indexing { done, total } => self.prepare("index", done, total),
+            TrainEvent::Decoding { done, total } => self.prepare("decode", done, total),
+            TrainEvent::Warning(text) => self.say(&format!("warning: {text}")),
+            TrainEvent::Note(text) => self.say(&text),
+            TrainEvent::Started {
+                model,
+                parameters,
+                data,
+                step,
+                steps,
+            } => {
+                self.end_phase();
+                if step > 0 {
+                    eprintln!("resuming at step {step}");
+                }
+                eprintln!("training {model} ({parameters} parameters) on {data}");
+                let bar = progress::bar(steps as u64, self.label);
+                bar.set_position(step as u64);
+                bar.reset_eta();
+                self.training = Some(bar);
+            }
+            TrainEvent::Step { step, loss, .. } => {
+                if let Some(bar) = &self.training {
+                    bar.set_position(step as u64);
+                    bar.set_message(format!("loss {loss:.4}"));
+                }
+            }
+            TrainEvent::Checkpoint { .. } => {}
+        }
+    }
+
+    fn prepare(&mut self, phase: &'static str, done: usize, total: usize) {
+        if self.phase.as_ref().is_none_or(|(p, _)| *p != phase) {
+            self.end_phase();
+            self.phase = Some((phase, progress::bar(total as u64, phase)));
+        }
+        if let Some((_, bar)) = &self.phase {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    }
+
+    fn end_phase(&mut self) {
+        if let Some((_, bar)) = self.phase.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// A line above the bars (on stderr in any case).
+    fn say(&self, line: &str) {
+        match (&self.training, &self.phase) {
+            (Some(bar), _) | (None, Some((_, bar))) => bar.suspend(|| eprintln!("{line}")),
+            (None, None) => eprintln!("{line}"),
+        }
+    }
+
+    /// Finishes the bars, or leaves the training bar where it stopped.
+    fn end(&mut self, finished: bool) {
+        self.end_phase();
+        if let Some(bar) = self.training.take() {
+            if finished {
+                bar.finish();
+            } else {
+                bar.abandon();
+            }
+        }
     }
 }

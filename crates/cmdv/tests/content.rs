@@ -223,31 +223,6 @@ fn train_content_resume_and_sample() {
         "resuming changes nothing"
     );
 
-    // A blow-up (absurd learning rate) stops training and keeps the last checkpoint whose
-    // weights gave a finite loss: never one made by the step that broke them.
-    let blown = dir.join("blown");
-    copy_dir(&resumed, &blown);
-    let args = train_args(
-        &blown,
-        "12",
-        "1",
-        &["--resume", "--lr", "1e30", "--checkpoint-every", "1"],
-    );
-    let err = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let kept = latest(&blown);
-    assert!(err.contains("loss became") && err.contains(&kept), "{err}");
-    ok(&[
-        "sample-content",
-        "--model",
-        s(&blown),
-        "--prompt",
-        "a box on a table",
-        "--steps",
-        "2",
-        "--out",
-        s(&dir.join("kept.png")),
-    ]);
-
     let png = dir.join("frame.png");
     ok(&[
         "sample-content",
@@ -352,7 +327,7 @@ fn train_content_resume_and_sample() {
         ],
     ));
     assert!(
-        err.contains("--batch 1 is smaller than --devices 2"),
+        err.contains("--batch 1 is smaller than the 2 devices"),
         "{err}"
     );
     let err = fails(&tc(
@@ -368,7 +343,8 @@ fn train_content_resume_and_sample() {
         ],
     ));
     assert!(
-        err.contains("--prediction: the run") && err.contains("with epsilon prediction"),
+        err.contains("--prediction cannot change on resume: the run")
+            && err.contains("with epsilon prediction"),
         "{err}"
     );
     let err = fails(&tc(
@@ -465,7 +441,7 @@ fn latent_mode_fine_tunes_a_stable_diffusion_folder() {
         s(&dir.join("y")),
     ]);
     assert!(
-        err.contains("give the Stable Diffusion folder with --vae"),
+        err.contains("--vae is needed: the latent-mode preset"),
         "{err}"
     );
     let err = fails(&[
@@ -477,7 +453,7 @@ fn latent_mode_fine_tunes_a_stable_diffusion_folder() {
         "--out",
         s(&dir.join("z")),
     ]);
-    assert!(err.contains("--vae is for latent presets"), "{err}");
+    assert!(err.contains("a VAE is for latent presets"), "{err}");
     let other = sd.join("unet");
     let err = fails(&[
         "train-ae",

@@ -151,41 +151,6 @@ fn motion_training_generation_animation_and_transfer() {
         losses(&straight),
         "resuming changes nothing"
     );
-    // A blow-up stops training and keeps the last checkpoint whose weights gave a finite loss,
-    // which still generates.
-    let blown = r.dir.join("blown");
-    train_motion(&r, &blown, "2", &[]);
-    let args = motion_args(
-        &r,
-        &blown,
-        "12",
-        &[
-            "--batch",
-            "2",
-            "--checkpoint-every",
-            "1",
-            "--resume",
-            "--lr",
-            "1e30",
-        ],
-    );
-    let err = fails(&args);
-    let kept = latest(&blown);
-    assert!(err.contains("loss became") && err.contains(&kept), "{err}");
-    let gif = r.dir.join("kept.gif");
-    ok(&[
-        "generate",
-        "--model",
-        s(&blown),
-        "--prompt",
-        "a red circle",
-        "--steps",
-        "2",
-        "--motion-steps",
-        "2",
-        "--out",
-        s(&gif),
-    ]);
     // The run standardises the pooled text over its training captions.
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(straight.join("config.json")).unwrap())
@@ -539,4 +504,36 @@ fn generate_uses_the_shipped_model_by_default() {
     let frames: std::collections::HashSet<_> =
         clip.frames.iter().map(|f| f.as_raw().clone()).collect();
     assert!(frames.len() > 1, "the frames differ");
+}
+
+/// The shipped model makes the clip it made before the training code moved into its own crate
+/// (`tests/fixtures/shipped/README.md`): the same frames for the same prompt and seed, up to
+/// one level of rounding where another CPU sums in another order.
+#[test]
+fn the_shipped_model_makes_the_same_clip_as_before() {
+    let out = scratch("shipped-golden").join("clip");
+    ok(&[
+        "generate",
+        "--prompt",
+        "a green square moving right on a black background",
+        "--steps",
+        "4",
+        "--motion-steps",
+        "4",
+        "--seed",
+        "3",
+        "--out",
+        s(&out),
+    ]);
+    let expected = fixture("shipped/teaching-seed3");
+    let read = |dir: &Path| cmd_video::read_clip(dir, &cmd_video::Take::all()).unwrap();
+    let (got, want) = (read(&out), read(&expected));
+    assert_eq!(got.len(), want.len());
+    let mut worst = 0;
+    for (a, b) in got.frames.iter().zip(&want.frames) {
+        for (x, y) in a.as_raw().iter().zip(b.as_raw()) {
+            worst = worst.max(x.abs_diff(*y));
+        }
+    }
+    assert!(worst <= 1, "frames differ by up to {worst} levels");
 }

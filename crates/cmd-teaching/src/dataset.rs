@@ -11,7 +11,7 @@ use image::{Rgb, RgbImage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::Clip;
+use cmd_video::Clip;
 
 /// Object colours: name and RGB.
 pub const COLOURS: [(&str, [u8; 3]); 6] = [

@@ -1,4 +1,4 @@
-//! Data parallel training (`--devices N`), shared by the three trainers.
+//! Data parallel training over several devices, shared by the three trainers.
 //!
 //! Every step, each device gets a copy of the model and its share of the batch, and runs its
 //! forward and backward pass in its own thread. Several CUDA GPUs combine their gradients the
@@ -14,15 +14,13 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use anyhow::{Result, anyhow, ensure};
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::distributed::{DistributedConfig, DistributedContext, ReduceOperation};
 use burn::tensor::{Device, Tensor};
 
-use crate::cli::DeviceArg;
-use crate::device;
-use crate::tensor_io::to_scalar;
+use crate::error::{Result, Setting, TrainError, ensure};
+use crate::tensors::to_scalar;
 
 /// The devices a run trains on, and how a step's gradients are combined over them.
 pub struct DataParallel {
@@ -69,20 +67,21 @@ impl ModuleMapper for MarkDistributed {
 type Outcome = (Tensor<1>, Option<GradientsParams>);
 
 impl DataParallel {
-    /// The training devices `--device`/`--devices` name (with autodiff), after checking that
-    /// a step's `batch` clips cover them.
-    pub fn open(arg: DeviceArg, count: usize, batch: usize) -> Result<Self> {
-        ensure!(count > 0, "--devices must be positive");
-        ensure!(
-            batch >= count,
-            "--batch {batch} is smaller than --devices {count}: every device needs at least one \
-             clip"
-        );
-        let devices: Vec<Device> = device::open_many(arg, count)?
-            .into_iter()
-            .map(|d| d.autodiff())
-            .collect();
-        let collective = (arg == DeviceArg::Cuda && count > 1).then(|| {
+    /// Trains on `devices` (autodiff is added), after checking that a step's `batch` clips
+    /// cover them. `all_reduce`: the devices are GPUs whose runtime all-reduces gradients
+    /// (several CUDA GPUs, through NCCL); otherwise the first device sums them.
+    pub fn new(devices: Vec<Device>, all_reduce: bool, batch: usize) -> Result<Self> {
+        let count = devices.len();
+        ensure(count > 0, Setting::Devices, || {
+            "must be at least one".into()
+        })?;
+        ensure(batch >= count, Setting::Batch, || {
+            format!(
+                "{batch} is smaller than the {count} devices: every device needs at least one clip"
+            )
+        })?;
+        let devices: Vec<Device> = devices.into_iter().map(|d| d.autodiff()).collect();
+        let collective = (all_reduce && count > 1).then(|| {
             let config = DistributedConfig {
                 all_reduce_op: ReduceOperation::Sum,
             };
@@ -213,23 +212,27 @@ impl DataParallel {
 }
 
 /// The error for a worker that panicked.
-fn panicked(index: usize, payload: &(dyn std::any::Any + Send)) -> anyhow::Error {
+fn panicked(index: usize, payload: &(dyn std::any::Any + Send)) -> TrainError {
     let message = payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown cause".into());
-    anyhow!("training on device {index} failed: {message}")
+    TrainError::Device { index, message }
 }
 
 #[cfg(test)]
 mod tests {
-    use anyhow::bail;
     use burn::nn::{Linear, LinearConfig};
     use burn::tensor::{Tensor, TensorData};
 
     use super::*;
-    use crate::tensor_io::to_vec;
+    use crate::tensors::to_vec;
+
+    /// `n` handles of the CPU device.
+    fn cpus(n: usize) -> Vec<Device> {
+        (0..n).map(|_| Device::flex()).collect()
+    }
 
     #[test]
     fn batches_split_evenly_over_devices() {
@@ -260,8 +263,8 @@ mod tests {
 
     #[test]
     fn a_batch_split_over_threads_gives_the_whole_batch_gradient() {
-        let one = DataParallel::open(DeviceArg::Cpu, 1, 3).unwrap();
-        let two = DataParallel::open(DeviceArg::Cpu, 2, 3).unwrap();
+        let one = DataParallel::new(cpus(1), false, 3).unwrap();
+        let two = DataParallel::new(cpus(2), false, 3).unwrap();
         let linear = model(one.main());
         let (loss_one, grads_one) = one.step(&linear, 3, loss).unwrap();
         let (loss_two, grads_two) = two.step(&linear, 3, loss).unwrap();
@@ -287,17 +290,17 @@ mod tests {
 
     #[test]
     fn an_error_or_panic_on_one_device_stops_the_step_with_its_message() {
-        let two = DataParallel::open(DeviceArg::Cpu, 2, 2).unwrap();
+        let two = DataParallel::new(cpus(2), false, 2).unwrap();
         let linear = model(two.main());
         let err = two
             .step(&linear, 2, |model, shard| {
                 if shard.index == 1 {
-                    bail!("clip 7 is unreadable");
+                    return Err(TrainError::path("clip-7.mp4", "unreadable"));
                 }
                 loss(model, shard)
             })
             .unwrap_err();
-        assert_eq!(err.to_string(), "clip 7 is unreadable");
+        assert_eq!(err.to_string(), "clip-7.mp4: unreadable");
         let err = two
             .step(&linear, 2, |model, shard| {
                 if shard.index == 1 {
@@ -314,12 +317,13 @@ mod tests {
 
     #[test]
     fn bad_device_counts_are_refused() {
-        let err = DataParallel::open(DeviceArg::Cpu, 0, 2).err().unwrap();
-        assert_eq!(err.to_string(), "--devices must be positive");
-        let err = DataParallel::open(DeviceArg::Cpu, 3, 2).err().unwrap();
+        let err = DataParallel::new(cpus(0), false, 2).err().unwrap();
+        assert_eq!(err.to_string(), "devices must be at least one");
+        let err = DataParallel::new(cpus(3), false, 2).err().unwrap();
         assert!(
             err.to_string()
-                .contains("--batch 2 is smaller than --devices 3")
+                .contains("batch 2 is smaller than the 3 devices"),
+            "{err}"
         );
     }
 }

@@ -7,15 +7,14 @@
 //! RUN/checkpoints/step-000300/    model.bpk, optim.bpk, state.json
 //! ```
 //!
-//! Content-model runs (`train-content`) keep `unet.bpk` and `ema.bpk` in place of `model.bpk`
-//! (see `content.rs`).
+//! Content-model runs keep `unet.bpk` and `ema.bpk` in place of `model.bpk` (see the
+//! `content` module), motion-model runs `dit.bpk` and `ema.bpk` (see `motion`).
 //!
 //! A checkpoint folder is complete before `latest` points at it (and `latest` is replaced
 //! atomically), so an interrupted save never loses the previous checkpoint.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
@@ -25,6 +24,9 @@ use cmd_model::{Autoencoder, AutoencoderConfig};
 use cmd_video::dataset::LoaderState;
 use cmd_video::{replace_atomic, write_bytes_atomic};
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, Setting, TrainError};
+use crate::sd_files;
 
 /// How many checkpoints a run keeps.
 const KEEP: usize = 2;
@@ -83,24 +85,27 @@ impl Run {
     }
 
     /// On resume, refuses a setting given again (`given`) with another value than the run was
-    /// started with (`same` is false); the error names `flag` and the run's value.
+    /// started with (`same` is false); the error names the setting and the run's value.
     pub fn ensure_kept(
         &self,
-        flag: &str,
+        setting: Setting,
         given: bool,
         same: bool,
         started_with: &str,
     ) -> Result<()> {
         if given && !same {
-            bail!(
-                "{flag}: the run in {} was started with {started_with}",
-                self.dir.display()
-            );
+            return Err(TrainError::setting(
+                setting,
+                format!(
+                    "cannot change on resume: the run in {} was started with {started_with}",
+                    self.dir.display()
+                ),
+            ));
         }
         Ok(())
     }
 
-    /// On resume, refuses a `--prediction` (`given`) other than the run's (`saved`).
+    /// On resume, refuses a prediction target (`given`) other than the run's (`saved`).
     pub fn ensure_prediction_kept(
         &self,
         given: bool,
@@ -108,7 +113,7 @@ impl Run {
         now: Prediction,
     ) -> Result<()> {
         let started_with = format!("{saved:?} prediction").to_lowercase();
-        self.ensure_kept("--prediction", given, saved == now, &started_with)
+        self.ensure_kept(Setting::Prediction, given, saved == now, &started_with)
     }
 
     /// `RUN/config.json`.
@@ -132,16 +137,14 @@ impl Run {
     /// and writes `config.json`.
     pub fn start<T: Serialize>(&self, config: &T) -> Result<()> {
         if self.latest().is_some() {
-            bail!(
-                "{}: already holds a checkpoint; pass --resume to continue it, or choose another --out",
-                self.dir.display()
-            );
+            return Err(TrainError::RunExists {
+                dir: self.dir.clone(),
+            });
         }
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| anyhow!("{}: cannot create the run folder: {e}", self.dir.display()))?;
-        let json = serde_json::to_string_pretty(config)?;
-        write_bytes_atomic(&self.config_path(), json.as_bytes())?;
-        Ok(())
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            TrainError::path(&self.dir, format!("cannot create the run folder: {e}"))
+        })?;
+        write_json(&self.config_path(), config)
     }
 
     /// Reads `config.json`.
@@ -151,29 +154,26 @@ impl Run {
 
     /// Saves named module records (`unet.bpk`, ...), the optimizer and the state as a new
     /// checkpoint, then points `latest` at it.
-    pub fn save_parts(
+    pub fn save(
         &self,
         parts: Vec<(&str, ModuleRecord)>,
         optim: &ModuleOptimizer,
         state: &TrainState,
-    ) -> Result<()> {
+    ) -> Result<PathBuf> {
         let name = format!("step-{:06}", state.step);
         let dir = self.dir.join("checkpoints").join(&name);
         std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+            .map_err(|e| TrainError::path(&dir, format!("cannot create the folder: {e}")))?;
         for (file, record) in parts {
-            replace_atomic(&dir.join(file), |tmp| {
-                record.save(tmp).map_err(std::io::Error::other)
-            })?;
+            save_record(&dir.join(file), record)?;
         }
         replace_atomic(&dir.join("optim.bpk"), |tmp| {
             optim.save(tmp).map_err(std::io::Error::other)
         })?;
-        let json = serde_json::to_string_pretty(state)?;
-        write_bytes_atomic(&dir.join("state.json"), json.as_bytes())?;
+        write_json(&dir.join("state.json"), state)?;
         write_bytes_atomic(&self.dir.join("latest"), name.as_bytes())?;
         self.prune(&name);
-        Ok(())
+        Ok(dir)
     }
 
     /// Removes all but the newest [`KEEP`] checkpoints (best effort).
@@ -204,83 +204,89 @@ impl Run {
         Ok((model, optim, state))
     }
 
-    /// The newest checkpoint's folder (for its module records), optimizer and state; says on
-    /// stderr where the run resumes.
+    /// The newest checkpoint's folder (for its module records), optimizer and state.
+    ///
+    /// burn makes the optimizer state on its default device (the first GPU backend compiled
+    /// in, unless the `BURN_DEVICE` environment variable names another) and moves it to each
+    /// parameter's device at the next step: a front end that trains on the CPU sets
+    /// `BURN_DEVICE=flex` before it starts threads, so no GPU driver is opened (`cmdv` does).
     pub fn resume_parts(
         &self,
         optim: ModuleOptimizer,
     ) -> Result<(PathBuf, ModuleOptimizer, TrainState)> {
-        let dir = self.latest().ok_or_else(|| {
-            anyhow!(
-                "{}: no checkpoint to resume from (run without --resume to start it)",
-                self.dir.display()
-            )
+        let dir = self.latest().ok_or_else(|| TrainError::NothingToResume {
+            dir: self.dir.clone(),
         })?;
         let optim_path = dir.join("optim.bpk");
-        let optim = optim
-            .load(&optim_path)
-            .map_err(|e| anyhow!("{}: cannot load optimizer state: {e}", optim_path.display()))?;
+        let optim = optim.load(&optim_path).map_err(|e| {
+            TrainError::path(&optim_path, format!("cannot load optimizer state: {e}"))
+        })?;
         let state_path = dir.join("state.json");
-        let state = std::fs::read_to_string(&state_path)
-            .map_err(anyhow::Error::from)
-            .and_then(|s| Ok(serde_json::from_str(&s)?))
-            .with_context(|| format!("{}: cannot read training state", state_path.display()))?;
-        let state: TrainState = state;
-        eprintln!("resuming {} at step {}", self.dir.display(), state.step);
+        let state: TrainState = read_json(&state_path, "training state")?;
         Ok((dir, optim, state))
     }
 }
 
-/// Reads a run's JSON config: `kind` names the run in errors, `command` what writes it.
-pub fn read_run_json<T: serde::de::DeserializeOwned>(
-    run: &Run,
-    kind: &str,
-    command: &str,
-) -> Result<T> {
+/// Reads a run's JSON config: `kind` names the run in errors.
+pub fn read_run_json<T: serde::de::DeserializeOwned>(run: &Run, kind: &str) -> Result<T> {
     let path = run.config_path();
     let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read the run config", path.display()))?;
-    serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{}: not a {kind} run config (written by `cmdv {command}`)",
-            path.display()
-        )
-    })
+        .map_err(|e| TrainError::path(&path, format!("cannot read the run config: {e}")))?;
+    serde_json::from_str(&text)
+        .map_err(|e| TrainError::path(&path, format!("not a {kind} run config: {e}")))
+}
+
+/// Reads the JSON file `path`; `what` names its contents in errors.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| TrainError::path(path, format!("cannot read the {what}: {e}")))?;
+    serde_json::from_str(&text)
+        .map_err(|e| TrainError::path(path, format!("not a valid {what}: {e}")))
+}
+
+/// Writes `value` as pretty JSON to `path`, atomically.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let json = serde_json::to_string_pretty(value).expect("configs serialise");
+    Ok(write_bytes_atomic(path, json.as_bytes())?)
+}
+
+/// Writes a module record to `path`, atomically.
+pub(crate) fn save_record(path: &Path, record: ModuleRecord) -> Result<()> {
+    Ok(replace_atomic(path, |tmp| {
+        record.save(tmp).map_err(std::io::Error::other)
+    })?)
 }
 
 /// Fills `module` from the record file `path`, saying which file did not fit.
 pub fn load_record<M: Module>(module: M, path: &Path, what: &str) -> Result<M> {
     let record = ModuleRecord::load(path)
-        .map_err(|e| anyhow!("{}: cannot read weights: {e}", path.display()))?;
+        .map_err(|e| TrainError::path(path, format!("cannot read weights: {e}")))?;
     module.try_load_record(record).map_err(|e| {
-        anyhow!(
-            "{}: weights do not fit the {what} of its run's config.json: {e}",
-            path.display()
+        TrainError::path(
+            path,
+            format!("weights do not fit the {what} of its run's config.json: {e}"),
         )
     })
 }
 
 fn read_config(path: &Path) -> Result<AutoencoderConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read the autoencoder config", path.display()))?;
-    let config: AutoencoderConfig = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a valid autoencoder config", path.display()))?;
-    config
-        .validate()
-        .with_context(|| format!("{}: invalid autoencoder config", path.display()))?;
+    let config: AutoencoderConfig = read_json(path, "autoencoder config")?;
+    config.validate().map_err(|e| TrainError::path(path, e))?;
     Ok(config)
 }
 
 /// Builds the model of `config` and fills it from the weights file `path`.
 pub fn load_model(config: &AutoencoderConfig, path: &Path, device: &Device) -> Result<Autoencoder> {
     let record = ModuleRecord::load(path)
-        .map_err(|e| anyhow!("{}: cannot read weights: {e}", path.display()))?;
+        .map_err(|e| TrainError::path(path, format!("cannot read weights: {e}")))?;
     config.init(device)?.try_load_record(record).map_err(|e| {
-        anyhow!(
-            "{}: weights do not fit the '{}' autoencoder of its config.json \
-                 (a checkpoint of another preset?): {e}",
-            path.display(),
-            config.name
+        TrainError::path(
+            path,
+            format!(
+                "weights do not fit the '{}' autoencoder of its config.json (a checkpoint of \
+                 another preset?): {e}",
+                config.name
+            ),
         )
     })
 }
@@ -290,22 +296,28 @@ pub fn load_model(config: &AutoencoderConfig, path: &Path, device: &Device) -> R
 /// `cmdv export`).
 pub fn load_autoencoder(path: &Path, device: &Device) -> Result<Autoencoder> {
     if !path.exists() {
-        bail!("{}: no such run folder or checkpoint file", path.display());
+        return Err(TrainError::path(
+            path,
+            "no such run folder or checkpoint file",
+        ));
     }
     if path.join("model.json").is_file() {
         return cmd_model::pipelines::bundle::load_bundle_autoencoder(
-            &mut crate::sd_model::reader(path),
+            &mut sd_files::reader(path),
             device,
         )
-        .with_context(|| format!("model folder {}", path.display()));
+        .map_err(|source| TrainError::Load {
+            what: format!("model folder {}", path.display()),
+            source,
+        });
     }
     let (config_path, weights) = if path.is_dir() {
         let run = Run::new(path);
         let latest = run.latest().ok_or_else(|| {
-            anyhow!(
-                "{}: not a run folder with a checkpoint (expected 'latest' and \
-                 checkpoints/step-*/model.bpk written by `cmdv train-ae`)",
-                path.display()
+            TrainError::path(
+                path,
+                "not a run folder with a checkpoint (expected 'latest' and \
+                 checkpoints/step-*/model.bpk written by the autoencoder trainer)",
             )
         })?;
         (run.config_path(), latest.join("model.bpk"))
@@ -316,13 +328,75 @@ pub fn load_autoencoder(path: &Path, device: &Device) -> Result<Autoencoder> {
             .map(|dir| dir.join("config.json"))
             .find(|p| p.exists())
             .ok_or_else(|| {
-                anyhow!(
-                    "{}: no config.json found beside it or in a parent folder",
-                    path.display()
-                )
+                TrainError::path(path, "no config.json found beside it or in a parent folder")
             })?;
         (config, path.to_path_buf())
     };
     let config = read_config(&config_path)?;
     load_model(&config, &weights, device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::LinearConfig;
+    use burn::optim::AdamConfig;
+
+    fn adam() -> ModuleOptimizer {
+        AdamConfig::new().init()
+    }
+
+    #[test]
+    fn latest_moves_only_to_complete_checkpoints_and_two_are_kept() {
+        let dir = std::env::temp_dir().join(format!("cmd-train-run-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let run = Run::new(&dir);
+        assert_eq!(run.latest(), None);
+        run.start(&serde_json::json!({"model": "linear"})).unwrap();
+        let model = LinearConfig::new(2, 1).init(&Device::flex());
+        for step in 1..=3 {
+            let state = TrainState {
+                step,
+                loss: 0.5,
+                ..TrainState::new(7)
+            };
+            let saved = run
+                .save(
+                    vec![("model.bpk", model.clone().into_record())],
+                    &adam(),
+                    &state,
+                )
+                .unwrap();
+            assert_eq!(run.latest(), Some(saved));
+        }
+        let kept: Vec<_> = std::fs::read_dir(dir.join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(kept.len(), KEEP, "{kept:?}");
+        // A save cut short (no state.json yet) is never resumed from.
+        let partial = dir.join("checkpoints/step-000004");
+        std::fs::create_dir_all(&partial).unwrap();
+        std::fs::write(partial.join("model.bpk"), b"half").unwrap();
+        std::fs::write(dir.join("latest"), "step-000004").unwrap();
+        assert_eq!(
+            run.latest(),
+            None,
+            "a checkpoint without its state is not complete"
+        );
+        std::fs::write(dir.join("latest"), "step-000003").unwrap();
+        let (resumed, _, state) = run.resume_parts(adam()).unwrap();
+        assert_eq!(
+            (resumed.file_name().unwrap().to_str(), state.step),
+            (Some("step-000003"), 3)
+        );
+        // Starting again over it is refused; a folder without checkpoints cannot be resumed.
+        assert!(matches!(run.start(&1), Err(TrainError::RunExists { .. })));
+        let empty = Run::new(&dir.join("empty"));
+        assert!(matches!(
+            empty.resume_parts(adam()),
+            Err(TrainError::NothingToResume { .. })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

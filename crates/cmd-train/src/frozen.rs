@@ -1,21 +1,21 @@
-//! The frozen parts a diffusion trainer runs on every training device: the autoencoder that
-//! makes content frames and motion latents, the text encoder, and (latent mode) Stable
-//! Diffusion's VAE.
+//! The frozen parts a diffusion trainer runs on every training device: the codec (the
+//! autoencoder that makes content frames and motion latents and, in latent mode, Stable
+//! Diffusion's VAE) and the text encoder.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use anyhow::Result;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
+use cmd_model::Encoded;
 use cmd_model::clip::ClipTextModel;
+use cmd_model::pipelines::Codec;
 use cmd_model::tokenizer::ClipTokenizer;
-use cmd_model::vae::{Vae, VaeConfig};
-use cmd_model::{Autoencoder, Encoded};
 use cmd_video::Clip;
 use cmd_video::dataset::Example;
 
-use crate::tensor_io::{clips_to_tensor, to_vec};
+use crate::error::Result;
+use crate::tensors::{clips_to_tensor, to_vec};
 
 /// Content frames and motion latents of training clips, kept on the host by clip index. For
 /// data whose examples are whole clips (see `Dataset::fixed_examples`) the frozen models
@@ -46,14 +46,11 @@ fn host(t: Tensor<4>) -> Result<HostTensor> {
 }
 
 /// Frozen models on one device.
-#[derive(Clone)]
 pub struct Frozen {
-    /// The autoencoder.
-    pub ae: Autoencoder,
+    /// The autoencoder, and the VAE in front of it in latent mode.
+    pub codec: Codec,
     /// The text encoder.
     pub text_encoder: ClipTextModel,
-    /// Stable Diffusion's VAE (latent mode).
-    pub vae: Option<(VaeConfig, Vae)>,
 }
 
 impl Frozen {
@@ -62,24 +59,22 @@ impl Frozen {
         devices
             .iter()
             .map(|device| Self {
-                ae: self.ae.clone().to_device(device).no_grad(),
+                codec: Codec {
+                    autoencoder: self.codec.autoencoder.clone().to_device(device).no_grad(),
+                    vae: self
+                        .codec
+                        .vae
+                        .clone()
+                        .map(|(c, vae)| (c, vae.to_device(device).no_grad())),
+                },
                 text_encoder: self.text_encoder.clone().to_device(device).no_grad(),
-                vae: self
-                    .vae
-                    .clone()
-                    .map(|(c, vae)| (c, vae.to_device(device).no_grad())),
             })
             .collect()
     }
 
-    /// Content frames and motion latents of clips `[B, L, 3, H, W]` (in latent mode the frames
-    /// go through the VAE first, scaled by its `scaling_factor`), detached.
+    /// Content frames and motion latents of clips `[B, L, 3, H, W]`, detached.
     pub fn encode(&self, x: Tensor<5>) -> Encoded {
-        let x = match &self.vae {
-            Some((config, vae)) => vae.encode_clips(x, config.scaling_factor),
-            None => x,
-        };
-        let encoded = self.ae.encode(x);
+        let encoded = self.codec.encode(x);
         Encoded {
             content: encoded.content.detach(),
             weights: encoded.weights.detach(),
@@ -159,14 +154,16 @@ mod tests {
     fn kept_encodings_equal_fresh_ones_and_are_reused() {
         let device = Device::flex();
         let frozen = Frozen {
-            ae: AutoencoderConfig::preset("tiny")
-                .unwrap()
-                .init(&device)
-                .unwrap(),
+            codec: Codec {
+                autoencoder: AutoencoderConfig::preset("tiny")
+                    .unwrap()
+                    .init(&device)
+                    .unwrap(),
+                vae: None,
+            },
             text_encoder: ClipTextConfig::tiny().init(&device),
-            vae: None,
         };
-        let cfg = frozen.ae.config().clone();
+        let cfg = frozen.codec.autoencoder.config().clone();
         let clip = |seed: u8| {
             let frames = (0..cfg.frames)
                 .map(|f| {

@@ -3,8 +3,8 @@
 //! the nearest colour of [`COLOURS`], and reads the motion from the track of the object's
 //! centre.
 
-use crate::Clip;
-use crate::teaching::{COLOURS, Motion, Scene};
+use crate::dataset::{COLOURS, Motion, Scene};
+use cmd_video::Clip;
 
 /// The smallest summed per-channel distance from the background of an object pixel.
 const OBJECT_DISTANCE: i32 = 90;
@@ -105,7 +105,7 @@ pub fn analyse(clip: &Clip) -> Analysis {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::teaching::examples;
+    use crate::dataset::examples;
 
     #[test]
     fn every_rendered_scene_is_read_back_correctly() {

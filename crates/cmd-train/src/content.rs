@@ -12,9 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use cmd_model::clip::{ClipTextConfig, ClipTextModel};
 use cmd_model::pipelines::stable_diffusion::{
     load_scheduler, load_text_encoder, load_tokenizer, load_unet, load_vae,
@@ -25,8 +23,9 @@ use cmd_model::unet::{Unet, UnetConfig};
 use cmd_model::vae::{Vae, VaeConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Run, load_record, read_run_json};
-use crate::sd_model;
+use crate::error::{Result, Setting, TrainError};
+use crate::run::{Run, load_record, read_run_json};
+use crate::sd_files;
 
 /// The bases that are not folders: `tiny` (CLIP's vocabulary, for any captions) and
 /// `teaching` (a compact vocabulary for the teaching dataset's captions, and a smaller text
@@ -83,27 +82,18 @@ pub fn from_base(
     latent: bool,
     device: &Device,
 ) -> Result<ContentModel> {
+    let refuse = |message: String| TrainError::setting(Setting::Base, message);
     if PRESET_BASES.contains(&base) {
         if latent {
-            bail!(
-                "--base {base}: a preset has no Stable Diffusion VAE; latent-mode autoencoders \
-                 need a Stable Diffusion folder as --base"
-            );
+            return Err(refuse(format!(
+                "{base}: a preset has no Stable Diffusion VAE; latent-mode autoencoders need a \
+                 Stable Diffusion model as their base"
+            )));
         }
         let (tokenizer, text_config, unet_config) = if base == "teaching" {
-            let tokenizer = ClipTokenizer::for_words(&cmd_video::teaching::vocabulary())?;
-            let text = ClipTextConfig {
-                vocab_size: tokenizer.vocab_size(),
-                hidden_size: 64,
-                intermediate_size: 128,
-                eos_token_id: tokenizer.eos_id(),
-                ..ClipTextConfig::tiny()
-            };
-            let unet = UnetConfig {
-                cross_attention_dim: 64,
-                ..UnetConfig::tiny(channels, size)
-            };
-            (tokenizer, text, unet)
+            let tokenizer = ClipTokenizer::for_words(&cmd_teaching::dataset::vocabulary())?;
+            let text = ClipTextConfig::teaching(tokenizer.vocab_size(), tokenizer.eos_id());
+            (tokenizer, text, UnetConfig::teaching(channels, size))
         } else {
             let tokenizer = ClipTokenizer::from_json(CLIP_TOKENIZER_JSON, None)?;
             (
@@ -125,7 +115,7 @@ pub fn from_base(
     let dir = Path::new(base);
     let (tokenizer, (text_config, text_encoder), (unet_config, unet), scheduler, vae) =
         if dir.is_file() {
-            let file = sd_model::read_single_file(dir)?;
+            let file = sd_files::read_single_file(dir)?;
             let prediction = file.family().default_prediction();
             let vae = if latent {
                 Some(file.vae(device)?)
@@ -139,33 +129,33 @@ pub fn from_base(
                 file.scheduler(prediction),
                 vae,
             )
-        } else if sd_model::is_sd_folder(dir) {
-            let context = || format!("Stable Diffusion folder {base}");
-            let mut read = sd_model::reader(dir);
-            let tokenizer = load_tokenizer(&mut read).with_context(context)?;
-            let text = load_text_encoder(&mut read, device).with_context(context)?;
-            let unet = load_unet(&mut read, device).with_context(context)?;
-            let scheduler = load_scheduler(&mut read).with_context(context)?;
+        } else if sd_files::is_sd_folder(dir) {
+            let context = sd_files::folder_error;
+            let mut read = sd_files::reader(dir);
+            let tokenizer = load_tokenizer(&mut read).map_err(context(dir))?;
+            let text = load_text_encoder(&mut read, device).map_err(context(dir))?;
+            let unet = load_unet(&mut read, device).map_err(context(dir))?;
+            let scheduler = load_scheduler(&mut read).map_err(context(dir))?;
             let vae = if latent {
-                Some(load_vae(&mut read, device).with_context(context)?)
+                Some(load_vae(&mut read, device).map_err(context(dir))?)
             } else {
                 None
             };
             (tokenizer, text, unet, scheduler, vae)
         } else {
-            bail!(
-                "--base {base}: neither a preset ({}), a Stable Diffusion folder (no \
-                 unet/config.json) nor a single-file checkpoint",
+            return Err(refuse(format!(
+                "{base}: neither a preset ({}), a Stable Diffusion folder (no unet/config.json) \
+                 nor a single-file checkpoint",
                 PRESET_BASES.join(", ")
-            );
+            )));
         };
     if unet_config.in_channels != channels || unet_config.out_channels != channels {
-        bail!(
-            "--base {base}: its UNet takes {} channels, but the autoencoder's content frames have \
-             {channels} ({}); use --base tiny for pixel-mode autoencoders",
+        return Err(refuse(format!(
+            "{base}: its UNet takes {} channels, but the autoencoder's content frames have \
+             {channels} ({}); use the tiny preset as the base of pixel-mode autoencoders",
             unet_config.in_channels,
             if latent { "latent mode" } else { "pixel mode" }
-        );
+        )));
     }
     Ok(ContentModel {
         tokenizer,
@@ -180,7 +170,7 @@ pub fn from_base(
 
 /// Reads a content run's `config.json`.
 pub fn read_run_config(run: &Run) -> Result<ContentRunConfig> {
-    read_run_json(run, "content-model", "train-content")
+    read_run_json(run, "content-model")
 }
 
 /// `RUN/text_encoder.bpk`.
@@ -199,15 +189,16 @@ pub fn load_run(dir: &Path, device: &Device) -> Result<(ContentRunConfig, Conten
     let config = read_run_config(&run)?;
     let latest = run
         .latest()
-        .with_context(|| format!("{}: the run has no checkpoint yet", dir.display()))?;
+        .ok_or_else(|| TrainError::path(dir, "the run has no checkpoint yet"))?;
     let channels = config.unet.in_channels;
     let mut model = from_base(&config.base, channels, config.size, config.latent, device)?;
     if PRESET_BASES.contains(&config.base.as_str()) {
         let path = tokenizer_path(dir);
-        let json = std::fs::read(&path)
-            .with_context(|| format!("{}: cannot read the run's tokenizer", path.display()))?;
+        let json = std::fs::read(&path).map_err(|e| {
+            TrainError::path(&path, format!("cannot read the run's tokenizer: {e}"))
+        })?;
         model.tokenizer = ClipTokenizer::from_json(&json, None)
-            .with_context(|| format!("{}: not a tokenizer", path.display()))?;
+            .map_err(|e| TrainError::path(&path, format!("not a tokenizer: {e}")))?;
         model.text_encoder = load_record(
             config.text_encoder.init(device),
             &text_encoder_path(dir),
@@ -218,67 +209,4 @@ pub fn load_run(dir: &Path, device: &Device) -> Result<(ContentRunConfig, Conten
     model.unet_config = config.unet.clone();
     model.scheduler = config.scheduler.clone();
     Ok((config, model))
-}
-
-/// The EMA decay at optimisation step `step` (0-based): diffusers' `EMAModel` warm-up
-/// `min(decay, (1 + step) / (10 + step))`, so a short run's average is not dominated by the
-/// starting weights.
-pub fn ema_decay(decay: f64, step: usize) -> f64 {
-    decay.min((1.0 + step as f64) / (10.0 + step as f64))
-}
-
-/// `ema <- decay * ema + (1 - decay) * current`, parameter by parameter (same structure).
-pub fn ema_update<M: Module>(ema: M, current: &M, decay: f64) -> M {
-    struct Collect(Vec<Tensor<1>>);
-    impl ModuleVisitor for Collect {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.push(param.val().flatten::<1>(0, D - 1));
-        }
-    }
-    struct Blend {
-        current: std::vec::IntoIter<Tensor<1>>,
-        decay: f64,
-    }
-    impl ModuleMapper for Blend {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let current = self.current.next().expect("modules of the same structure");
-            let decay = self.decay;
-            param.map(|e| {
-                let shape = e.shape();
-                e.mul_scalar(decay) + current.reshape(shape).mul_scalar(1.0 - decay)
-            })
-        }
-    }
-    let mut collect = Collect(Vec::new());
-    current.visit(&mut collect);
-    ema.map(&mut Blend {
-        current: collect.0.into_iter(),
-        decay,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::nn::LinearConfig;
-
-    #[test]
-    fn ema_blends_every_parameter() {
-        let device = Device::flex();
-        let a = LinearConfig::new(3, 2).init(&device);
-        let b = LinearConfig::new(3, 2).init(&device);
-        let host = |l: &burn::nn::Linear| l.weight.val().into_data().try_into_vec::<f32>().unwrap();
-        let (wa, wb) = (host(&a), host(&b));
-        let blended = ema_update(a, &b, 0.75);
-        for ((x, y), z) in wa.iter().zip(&wb).zip(host(&blended)) {
-            assert!((0.75 * x + 0.25 * y - z).abs() < 1e-6);
-        }
-    }
-
-    #[test]
-    fn ema_warms_up() {
-        assert!((ema_decay(0.999, 0) - 0.1).abs() < 1e-12);
-        assert!((ema_decay(0.999, 90) - 0.91).abs() < 1e-12);
-        assert_eq!(ema_decay(0.999, 100_000), 0.999);
-    }
 }

@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use cmd_model::pipelines::StableDiffusion;
 use cmd_model::pipelines::single_file::{Family, SingleFile};
 use cmd_model::pipelines::stable_diffusion::PICKLE_REFUSED;
 use cmd_model::schedulers::Prediction;
 use cmd_model::tokenizer::CLIP_TOKENIZER_JSON;
+
+use crate::error::{Result, TrainError};
 
 /// True when `dir` looks like a diffusers Stable Diffusion folder.
 pub fn is_sd_folder(dir: &Path) -> bool {
@@ -34,46 +35,41 @@ pub fn read_single_file(path: &Path) -> Result<SingleFile> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     if matches!(ext.as_deref(), Some("ckpt" | "pt" | "pth" | "bin" | "pkl")) {
-        bail!("{name}: {PICKLE_REFUSED}");
+        return Err(TrainError::path(path, PICKLE_REFUSED));
     }
-    let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| TrainError::path(path, format!("cannot read: {e}")))?;
     Ok(SingleFile::read(bytes, &name)?)
 }
 
-/// Loads a whole model: a diffusers folder or a single file. `prediction` overrides what the
-/// model predicts (a folder's scheduler config; a single file's family default).
+/// The error for a diffusers folder that does not load.
+pub(crate) fn folder_error(
+    dir: &Path,
+) -> impl FnOnce(cmd_model::pipelines::stable_diffusion::LoadError) -> TrainError + '_ {
+    move |source| TrainError::Load {
+        what: format!("Stable Diffusion folder {}", dir.display()),
+        source,
+    }
+}
+
+/// Loads a whole model: a diffusers folder or a single file (whose family is returned too).
+/// `prediction` overrides what the model predicts (a folder's scheduler config; a single
+/// file's family default).
 pub fn load(
     path: &Path,
     prediction: Option<Prediction>,
     device: &Device,
-) -> Result<StableDiffusion> {
+) -> Result<(StableDiffusion, Option<Family>)> {
     if is_sd_folder(path) {
-        let mut sd = StableDiffusion::load(&mut reader(path), device)
-            .with_context(|| format!("Stable Diffusion folder {}", path.display()))?;
+        let mut sd =
+            StableDiffusion::load(&mut reader(path), device).map_err(folder_error(path))?;
         if let Some(p) = prediction {
             sd.scheduler.prediction_type = p;
         }
-        return Ok(sd);
+        return Ok((sd, None));
     }
     let file = read_single_file(path)?;
     let family = file.family();
     let sd = file.load(CLIP_TOKENIZER_JSON, prediction, device)?;
-    note_family(path, family, prediction);
-    Ok(sd)
-}
-
-/// Says which model a single file was read as, and (for SD 2.x) what it is assumed to predict.
-pub fn note_family(path: &Path, family: Family, prediction: Option<Prediction>) {
-    let assumed = match (family, prediction) {
-        (Family::Sd2, None) => {
-            ", predicting v at 768 px (the 768-v models; give --prediction epsilon for a \
-             512-px -base model)"
-        }
-        _ => "",
-    };
-    eprintln!(
-        "note: {}: a single-file {} checkpoint{assumed}",
-        path.display(),
-        family.name()
-    );
+    Ok((sd, Some(family)))
 }

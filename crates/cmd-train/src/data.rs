@@ -6,16 +6,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Result, bail, ensure};
 use cmd_video::dataset::{
     Augment, ClipSpec, Dataset, Example, Index, IndexProgress, Loader, LoaderState, MIN_CROP,
     clips_in,
 };
 use cmd_video::{Video, VideoReader};
 
-use crate::checkpoint::Run;
-use crate::cli::DataArgs;
-use crate::progress;
+use crate::error::{Result, Setting, TrainError, ensure};
+use crate::event::TrainEvent;
+use crate::run::Run;
 
 /// Data decoded into memory when it fits in this many bytes (unless `--stream`).
 const PRELOAD_BYTES: u64 = 1 << 30;
@@ -32,15 +31,50 @@ pub struct TrainingData {
     left_out: (usize, usize),
 }
 
-impl DataArgs {
-    /// Checks the numbers, naming the argument.
+/// Where training clips come from and how they are sampled (all three trainers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataConfig {
+    /// Folder of training clips: video files, y4m, gif, or folders of PNG frames, at its top
+    /// or in class folders (UCF-101 style). Indexed once; the index is kept in
+    /// `DATA/.cmd-index.json`.
+    pub data: PathBuf,
+    /// Train only on the clips this file lists (UCF-101's `trainlist0N.txt`: paths relative
+    /// to `data`, one per line).
+    pub split: Option<PathBuf>,
+    /// Take every stride-th frame (with `fps`: every stride-th tick).
+    pub stride: usize,
+    /// Sample the clips at this frame rate, by their timestamps (default: each clip's own
+    /// frames).
+    pub fps: Option<f64>,
+    /// Decode each example when it is needed, in background threads, even when the data
+    /// would fit in memory (data over 1 GB decoded is always streamed).
+    pub stream: bool,
+    /// Decoding threads (default: half the cores).
+    pub workers: Option<usize>,
+}
+
+impl DataConfig {
+    /// The clips of `data`, each frame, decoded the default way.
+    pub fn new(data: impl Into<PathBuf>) -> Self {
+        Self {
+            data: data.into(),
+            split: None,
+            stride: 1,
+            fps: None,
+            stream: false,
+            workers: None,
+        }
+    }
+
+    /// Checks the numbers, naming the setting.
     pub fn check(&self) -> Result<()> {
-        ensure!(self.stride > 0, "--stride must be positive");
+        ensure(self.stride > 0, Setting::Stride, || {
+            "must be positive".into()
+        })?;
         if let Some(fps) = self.fps {
-            ensure!(
-                fps.is_finite() && fps > 0.0,
-                "--fps must be a positive number, found {fps}"
-            );
+            ensure(fps.is_finite() && fps > 0.0, Setting::Fps, || {
+                format!("must be a positive number, found {fps}")
+            })?;
         }
         Ok(())
     }
@@ -51,14 +85,15 @@ impl TrainingData {
     /// makes examples of `frames` frames at `width x height`, and starts the loader at
     /// `state` (where a resumed run was).
     pub fn open(
-        args: &DataArgs,
+        args: &DataConfig,
         (frames, width, height): (usize, u32, u32),
         augment: Augment,
         seed: u64,
         state: &LoaderState,
         run: &Run,
+        events: &mut dyn FnMut(TrainEvent),
     ) -> Result<Self> {
-        let (videos, notes, unreadable) = index(args)?;
+        let (videos, notes, unreadable) = index(args, events)?;
         let spec = ClipSpec {
             frames,
             stride: args.stride,
@@ -69,28 +104,33 @@ impl TrainingData {
         };
         let (mut dataset, short) = Dataset::new(videos, spec, seed);
         for (path, why) in &short {
-            eprintln!("warning: skipping {}: {why}", path.display());
+            events(TrainEvent::Warning(format!(
+                "skipping {}: {why}",
+                path.display()
+            )));
         }
         if dataset.is_empty() {
-            bail!(
-                "{}: no clip is long enough for one example ({} frames{}{})",
-                args.data.display(),
-                frames,
-                if args.stride > 1 {
-                    format!(" at stride {}", args.stride)
-                } else {
-                    String::new()
-                },
-                args.fps.map_or(String::new(), |f| format!(" at {f} fps"))
-            );
+            return Err(TrainError::path(
+                &args.data,
+                format!(
+                    "no clip is long enough for one example ({} frames{}{})",
+                    frames,
+                    if args.stride > 1 {
+                        format!(" at stride {}", args.stride)
+                    } else {
+                        String::new()
+                    },
+                    args.fps.map_or(String::new(), |f| format!(" at {f} fps"))
+                ),
+            ));
         }
         let bytes = dataset.decoded_bytes();
         let threads = args.workers.unwrap_or_else(default_workers);
         let stream = args.stream || bytes > PRELOAD_BYTES;
         if !stream {
-            let bar = progress::bar(dataset.len() as u64, "decode");
-            dataset.preload(threads, &mut |done, _| bar.set_position(done as u64));
-            bar.finish_and_clear();
+            dataset.preload(threads, &mut |done, total| {
+                events(TrainEvent::Decoding { done, total })
+            });
         }
         let workers = if stream { threads } else { 0 };
         let loader = Loader::new(Arc::new(dataset), state, workers, 4 * threads);
@@ -149,19 +189,20 @@ impl TrainingData {
         self.loader.dataset().fixed_examples()
     }
 
-    /// The next `n` examples. A clip that cannot be decoded is named once (on stderr above
-    /// `bar`, and in the run's `data.log`) and skipped from then on.
-    pub fn next_batch(&mut self, n: usize, bar: &indicatif::ProgressBar) -> Result<Vec<Example>> {
+    /// The next `n` examples. A clip that cannot be decoded is named once (as a warning, and
+    /// in the run's `data.log`) and skipped from then on.
+    pub fn next_batch(
+        &mut self,
+        n: usize,
+        events: &mut dyn FnMut(TrainEvent),
+    ) -> Result<Vec<Example>> {
         let (examples, skipped) = self.loader.next_batch(n)?;
         for s in skipped {
-            // Above the bar when it is drawn, on stderr in any case.
-            bar.suspend(|| {
-                eprintln!(
-                    "warning: skipping {} from now on: {}",
-                    s.path.display(),
-                    s.reason
-                )
-            });
+            events(TrainEvent::Warning(format!(
+                "skipping {} from now on: {}",
+                s.path.display(),
+                s.reason
+            )));
             self.log(&format!("skipped {}: {}", s.path.display(), s.reason));
         }
         self.flush_log();
@@ -224,50 +265,53 @@ fn default_workers() -> usize {
 
 /// The readable clips of `args.data` (and `--split`), warning once about each file left out,
 /// and notes on what was left out.
-fn index(args: &DataArgs) -> Result<(Vec<Video>, Vec<String>, usize)> {
+fn index(
+    args: &DataConfig,
+    events: &mut dyn FnMut(TrainEvent),
+) -> Result<(Vec<Video>, Vec<String>, usize)> {
     let reader = VideoReader::new();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let bar = progress::bar(0, "index");
     let index = Index::build(&args.data, reader, threads, &mut |p| match p {
-        IndexProgress::Probed { done, total } => {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        }
+        IndexProgress::Probed { done, total } => events(TrainEvent::Indexing { done, total }),
     })?;
-    bar.finish_and_clear();
     let (videos, missing) = clips_in(&index, args.split.as_deref())?;
     let mut notes = Vec::new();
     if let Some(split) = &args.split {
         notes.push(format!("those {} lists", split.display()));
         if !missing.is_empty() {
-            eprintln!(
-                "warning: {} of the clips {} lists are not readable clips of {} (e.g. '{}')",
+            events(TrainEvent::Warning(format!(
+                "{} of the clips {} lists are not readable clips of {} (e.g. '{}')",
                 missing.len(),
                 split.display(),
                 args.data.display(),
                 missing[0]
-            );
+            )));
         }
     }
     if videos.is_empty() {
-        bail!(
-            "{}: no readable clips found (expected {} files, or folders of PNG frames, at the \
+        return Err(TrainError::path(
+            &args.data,
+            format!(
+                "no readable clips found (expected {} files, or folders of PNG frames, at the \
              top or in class folders){}",
-            args.data.display(),
-            cmd_video::INPUT_FORMATS,
-            match &index.unreadable[..] {
-                [] => String::new(),
-                [(path, why)] => format!("; 1 could not be read: {}: {why}", path.display()),
-                [(path, why), rest @ ..] => format!(
-                    "; {} could not be read, e.g. {}: {why}",
-                    rest.len() + 1,
-                    path.display()
-                ),
-            }
-        );
+                cmd_video::INPUT_FORMATS,
+                match &index.unreadable[..] {
+                    [] => String::new(),
+                    [(path, why)] => format!("; 1 could not be read: {}: {why}", path.display()),
+                    [(path, why), rest @ ..] => format!(
+                        "; {} could not be read, e.g. {}: {why}",
+                        rest.len() + 1,
+                        path.display()
+                    ),
+                }
+            ),
+        ));
     }
     for (path, why) in &index.unreadable {
-        eprintln!("warning: skipping {}: {why}", path.display());
+        events(TrainEvent::Warning(format!(
+            "skipping {}: {why}",
+            path.display()
+        )));
     }
     if !index.unreadable.is_empty() {
         notes.push(format!("{} unreadable", index.unreadable.len()));
@@ -285,9 +329,10 @@ fn index(args: &DataArgs) -> Result<(Vec<Video>, Vec<String>, usize)> {
 
 /// The augmentation of a trainer: crops from `crop_min`, flips if asked.
 pub fn augment(crop_min: f64, flip: bool) -> Result<Augment> {
-    ensure!(
+    ensure(
         (MIN_CROP..=1.0).contains(&crop_min),
-        "--crop-min must be in [{MIN_CROP}, 1], found {crop_min}"
-    );
+        Setting::CropMin,
+        || format!("must be in [{MIN_CROP}, 1], found {crop_min}"),
+    )?;
     Ok(Augment { crop_min, flip })
 }

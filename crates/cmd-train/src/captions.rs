@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Result, TrainError};
 
 /// The caption of each clip in `paths` (clips of the data folder `data`), in order. `csv` is
 /// the captions file; without one, `DATA/captions.csv` is used if it exists, else class folders.
@@ -40,12 +40,14 @@ fn from_class_folder(data: &Path, clip: &Path) -> Result<String> {
             let name = parent.file_name().unwrap_or_default().to_string_lossy();
             Ok(class_caption(&name))
         }
-        _ => bail!(
-            "{}: no caption: put clips in class folders (UCF-101 style, the folder name is the \
-             caption) or give a captions CSV (--captions, or {}/captions.csv)",
-            clip.display(),
-            data.display()
-        ),
+        _ => Err(TrainError::path(
+            clip,
+            format!(
+                "no caption: put clips in class folders (UCF-101 style, the folder name is the \
+                 caption) or give a captions CSV ({}/captions.csv, or one named in the config)",
+                data.display()
+            ),
+        )),
     }
 }
 
@@ -58,11 +60,12 @@ fn stem(clip: &Path) -> String {
 }
 
 fn from_csv(data: &Path, paths: &[PathBuf], csv: &Path) -> Result<Vec<String>> {
+    let fail = |message: String| TrainError::path(csv, message);
     let mut reader = csv::Reader::from_path(csv)
-        .with_context(|| format!("{}: cannot read the captions CSV", csv.display()))?;
+        .map_err(|e| fail(format!("cannot read the captions CSV: {e}")))?;
     let headers = reader
         .headers()
-        .with_context(|| format!("{}: cannot read the CSV header", csv.display()))?
+        .map_err(|e| fail(format!("cannot read the CSV header: {e}")))?
         .clone();
     let column = |name: &str| headers.iter().position(|h| h.trim() == name);
     let (key, caption, by_id) = match (
@@ -73,18 +76,18 @@ fn from_csv(data: &Path, paths: &[PathBuf], csv: &Path) -> Result<Vec<String>> {
     ) {
         (Some(k), Some(c), _, _) => (k, c, true),
         (_, _, Some(k), Some(c)) => (k, c, false),
-        _ => bail!(
-            "{}: expected the columns videoid,name (WebVid) or path,caption; found {}",
-            csv.display(),
-            headers.iter().collect::<Vec<_>>().join(",")
-        ),
+        _ => {
+            return Err(fail(format!(
+                "expected the columns videoid,name (WebVid) or path,caption; found {}",
+                headers.iter().collect::<Vec<_>>().join(",")
+            )));
+        }
     };
     let mut table = HashMap::new();
     for (row, record) in reader.records().enumerate() {
-        let record = record
-            .with_context(|| format!("{}: row {} is not valid CSV", csv.display(), row + 2))?;
+        let record = record.map_err(|e| fail(format!("row {} is not valid CSV: {e}", row + 2)))?;
         let (Some(k), Some(c)) = (record.get(key), record.get(caption)) else {
-            bail!("{}: row {} has too few columns", csv.display(), row + 2);
+            return Err(fail(format!("row {} has too few columns", row + 2)));
         };
         table.insert(k.trim().replace('\\', "/"), c.trim().to_string());
     }
@@ -106,14 +109,13 @@ fn from_csv(data: &Path, paths: &[PathBuf], csv: &Path) -> Result<Vec<String>> {
             keys.iter()
                 .find_map(|k| table.get(k))
                 .cloned()
-                .with_context(|| {
-                    format!(
-                        "{}: no caption for {} (looked for {} '{}')",
-                        csv.display(),
+                .ok_or_else(|| {
+                    fail(format!(
+                        "no caption for {} (looked for {} '{}')",
                         clip.display(),
                         if by_id { "videoid" } else { "path" },
                         keys[0]
-                    )
+                    ))
                 })
         })
         .collect()

@@ -1,4 +1,4 @@
-//! Motion-model runs (`train-motion`) and whole CMD models assembled from the three runs.
+//! Motion-model runs and whole CMD models assembled from the three runs.
 //!
 //! ```text
 //! RUN/config.json                 MotionRunConfig (the autoencoder and content runs it uses)
@@ -8,14 +8,14 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use burn::tensor::Device;
 use cmd_model::dit::DitConfig;
 use cmd_model::pipelines::{CmdPipeline, Codec};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Run, load_autoencoder, load_record, read_run_json};
 use crate::content;
+use crate::error::{Result, TrainError};
+use crate::run::{Run, load_autoencoder, load_record, read_run_json};
 
 /// What a motion run was made from.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -35,7 +35,7 @@ pub struct MotionRunConfig {
 
 /// Reads a motion run's `config.json`.
 pub fn read_run_config(run: &Run) -> Result<MotionRunConfig> {
-    read_run_json(run, "motion-model", "train-motion")
+    read_run_json(run, "motion-model")
 }
 
 /// The whole model a motion run completes: its autoencoder, its content run (text encoder,
@@ -45,7 +45,7 @@ pub fn load_pipeline(dir: &Path, device: &Device) -> Result<CmdPipeline> {
     let config = read_run_config(&run)?;
     let latest = run
         .latest()
-        .with_context(|| format!("{}: the run has no checkpoint yet", dir.display()))?;
+        .ok_or_else(|| TrainError::path(dir, "the run has no checkpoint yet"))?;
     let autoencoder = load_autoencoder(&config.ae, device)?;
     let (_, model) = content::load_run(&config.content, device)?;
     let dit = load_record(config.dit.init(device)?, &latest.join("ema.bpk"), "DiT")?;
