@@ -134,7 +134,8 @@ mod tests {
     }
 
     fn folder(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cmdv-captions-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("cmd-train-captions-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("Walk")).unwrap();
         dir

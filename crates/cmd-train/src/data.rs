@@ -16,7 +16,7 @@ use crate::error::{Result, Setting, TrainError, ensure};
 use crate::event::TrainEvent;
 use crate::run::Run;
 
-/// Data decoded into memory when it fits in this many bytes (unless `--stream`).
+/// Data decoded into memory when it fits in this many bytes (unless `stream` is set).
 const PRELOAD_BYTES: u64 = 1 << 30;
 
 /// A trainer's examples: the dataset, its loader, and the run log skipped clips go to.
@@ -258,12 +258,12 @@ impl TrainingData {
     }
 }
 
-/// Decoding threads when `--workers` is not given: half the cores (the rest train).
+/// Decoding threads when `workers` is not given: half the cores (the rest train).
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
-/// The readable clips of `args.data` (and `--split`), warning once about each file left out,
+/// The readable clips of `args.data` (and `args.split`), warning once about each file left out,
 /// and notes on what was left out.
 fn index(
     args: &DataConfig,
