@@ -161,6 +161,9 @@ impl AeTrainer {
                 state: TrainState::new(args.fit.seed),
             }
         };
+        if let Some(done) = args.fit.finished(&weights.state) {
+            return Ok(done);
+        }
         // Every example is mirrored at random: an autoencoder has no words to contradict.
         let augment = augment(cmd_video::dataset::MIN_CROP, true)?;
         let state = &weights.state;

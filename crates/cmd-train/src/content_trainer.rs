@@ -170,6 +170,9 @@ impl ContentTrainer {
         }
         .on_each(parallel.devices());
 
+        if let Some(done) = train.fit.finished(&weights.state) {
+            return Ok(done);
+        }
         let pixels =
             (ae_config.height * model.vae.as_ref().map_or(1, |(c, _)| c.scale_factor())) as u32;
         let state = &weights.state;
@@ -196,12 +199,7 @@ impl ContentTrainer {
             batch: train.fit.batch,
             parallel,
         };
-        let cache = data.fixed_examples().then(|| {
-            events(TrainEvent::Note(
-                "every example is a whole clip: each is encoded once and kept".into(),
-            ));
-            EncodingCache::default()
-        });
+        let cache = EncodingCache::for_data(&data, events);
         let tokenizer = &model.tokenizer;
         fit(
             &run,

@@ -284,6 +284,19 @@ impl FitConfig {
         })
     }
 
+    /// The summary of a run that `state` shows has reached its steps already (checked before
+    /// its data is indexed and decoded), else none.
+    pub fn finished(&self, state: &TrainState) -> Option<Summary> {
+        (state.step >= self.steps).then(|| Summary {
+            steps: state.step,
+            trained: 0,
+            loss: state.loss,
+            seconds: 0.0,
+            skipped: "no clip read".into(),
+            dir: self.out.clone(),
+        })
+    }
+
     /// The run folder.
     pub fn run(&self) -> Run {
         Run::new(&self.out)

@@ -14,7 +14,9 @@ use cmd_model::tokenizer::ClipTokenizer;
 use cmd_video::Clip;
 use cmd_video::dataset::Example;
 
+use crate::data::TrainingData;
 use crate::error::Result;
+use crate::event::TrainEvent;
 use crate::tensors::{clips_to_tensor, to_vec};
 
 /// Content frames and motion latents of training clips, kept on the host by clip index. For
@@ -29,6 +31,16 @@ pub struct EncodingCache {
 }
 
 impl EncodingCache {
+    /// A cache when every example of `data` is a whole clip (said as a note), else none.
+    pub fn for_data(data: &TrainingData, events: &mut dyn FnMut(TrainEvent)) -> Option<Self> {
+        data.fixed_examples().then(|| {
+            events(TrainEvent::Note(
+                "every example is a whole clip: each is encoded once and kept".into(),
+            ));
+            Self::default()
+        })
+    }
+
     /// The kept encodings (an entry is inserted whole, so a thread that panicked left none
     /// half-written).
     fn lock(&self) -> MutexGuard<'_, HashMap<usize, [HostTensor; 2]>> {

@@ -102,6 +102,9 @@ impl MotionTrainer {
             || TrainState::new(train.fit.seed),
             |(_, _, state)| state.clone(),
         );
+        if let Some(done) = train.fit.finished(&start) {
+            return Ok(done);
+        }
         let mut data = TrainingData::open(
             &train.data,
             (cfg.frames, pixels, pixels),
@@ -188,12 +191,7 @@ impl MotionTrainer {
         };
         let prediction = weights.model.config().prediction;
         let schedule = NoiseSchedule::new(&motion_schedule(prediction));
-        let cache = data.fixed_examples().then(|| {
-            events(TrainEvent::Note(
-                "every example is a whole clip: each is encoded once and kept".into(),
-            ));
-            EncodingCache::default()
-        });
+        let cache = EncodingCache::for_data(&data, events);
         let plan = Plan {
             steps: train.fit.steps,
             checkpoint_every: train.fit.checkpoint_every,
