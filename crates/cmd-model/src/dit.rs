@@ -20,14 +20,13 @@
 
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::activation::{gelu_approximate, silu};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
 use crate::ae::patch::{patchify, unpatchify};
+use crate::kernels;
 use crate::schedulers::Prediction;
 
 /// Sizes of a motion DiT.
@@ -398,14 +397,7 @@ impl SelfAttention {
             .reshape([b, n, 3, h, dh])
             .permute([2, 0, 3, 1, 4]);
         let part = |i| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0);
-        let out = attention(
-            part(0),
-            part(1),
-            part(2),
-            None,
-            None,
-            AttentionModuleOptions::default(),
-        );
+        let out = kernels::attention(part(0), part(1), part(2));
         self.proj.forward(out.swap_dims(1, 2).reshape([b, n, d]))
     }
 }
@@ -429,7 +421,7 @@ impl DitBlock {
         let h = self
             .mlp
             .fc2
-            .forward(gelu_approximate(self.mlp.fc1.forward(h)));
+            .forward(kernels::gelu_tanh(self.mlp.fc1.forward(h)));
         x + gate_mlp.unsqueeze_dim(1) * h
     }
 }

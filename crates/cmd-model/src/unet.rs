@@ -7,12 +7,11 @@ use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, silu};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::kernels;
 use crate::resnet::{Resnet, conv2d, downsample_conv, upsample_nearest};
 
 /// `attention_head_dim` / `num_attention_heads`: one number for all blocks, or one per block.
@@ -507,7 +506,7 @@ impl CrossAttention {
         let q = split(self.to_q.forward(x));
         let k = split(self.to_k.forward(context.clone()));
         let v = split(self.to_v.forward(context.clone()));
-        let out = attention(q, k, v, None, None, AttentionModuleOptions::default());
+        let out = kernels::attention(q, k, v);
         self.to_out[0].forward(out.swap_dims(1, 2).reshape([b, n, d]))
     }
 }
@@ -515,10 +514,8 @@ impl CrossAttention {
 impl FeedForward {
     /// GEGLU: `proj_out(a * gelu(g))` with `[a, g] = proj_in(x)`.
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.proj_in.forward(x);
-        let half = h.dims()[2] / 2;
-        let (a, g) = (h.clone().narrow(2, 0, half), h.narrow(2, half, half));
-        self.proj_out.forward(a * gelu(g))
+        self.proj_out
+            .forward(kernels::geglu(self.proj_in.forward(x)))
     }
 }
 

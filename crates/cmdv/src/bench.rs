@@ -21,6 +21,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     match args.target {
         BenchTarget::Ae => bench_ae(args),
         BenchTarget::Unet => bench_unet(args),
+        BenchTarget::Dit => bench_dit(args),
         BenchTarget::Generate => bench_generate(args),
         BenchTarget::Kernels => bench_kernels(args),
         BenchTarget::Data => bench_data(args),
@@ -336,6 +337,7 @@ fn bench_unet(args: &BenchArgs) -> Result<()> {
     let cfg = match args.config {
         UnetLayout::Sd15 => UnetConfig::sd15(),
         UnetLayout::Sd21 => UnetConfig::sd21(),
+        UnetLayout::Teaching => UnetConfig::teaching(3, 32),
     };
     let device = device::open(args.device)?;
     let unet = cfg.init(&device)?;
@@ -373,12 +375,64 @@ fn bench_unet(args: &BenchArgs) -> Result<()> {
     println!("| ms per UNet evaluation (median) | min ms | peak memory |");
     println!("|---:|---:|---:|");
     println!(
-        "| {:.0} | {:.0} | {} |",
+        "| {:.1} | {:.1} | {} |",
         ms[ms.len() / 2],
         ms[0],
         peak.describe()
     );
     println!("(a CFG sampling step is two evaluations)");
+    Ok(())
+}
+
+/// One guided step of the motion DiT `--preset` (random weights): the conditional and null
+/// rows in one batch of 2, as the pipeline runs it. `tiny` gets the `tiny` autoencoder's
+/// latents and text width 128; the paper's presets get SD1.5's at 512x512 (motion 8 x 16 x 64,
+/// content 4 x 64 x 64 in patches of 4, CLIP ViT-L text of width 768).
+fn bench_dit(args: &BenchArgs) -> Result<()> {
+    ensure!(args.iters > 0, "--iters must be positive");
+    let (ae, text_dim) = match args.preset.as_str() {
+        "tiny" => (AutoencoderConfig::preset("tiny")?, 128),
+        _ => (AutoencoderConfig::preset("sd15-512")?, 768),
+    };
+    let motion = [ae.motion_dim, ae.frames, ae.grid_h() + ae.grid_w()];
+    let content = [ae.channels, ae.height, ae.width];
+    let cfg = DitConfig::preset(&args.preset, motion, content, 4, text_dim)?;
+    let device = device::open(args.device)?;
+    let dit = cfg.init(&device)?;
+    let params = burn::module::Module::num_params(&dit);
+    let normal = Distribution::Normal(0.0, 1.0);
+    let z = Tensor::<4>::random([2, motion[0], motion[1], motion[2]], normal, &device);
+    let frame = [2, content[0], content[1], content[2]];
+    let frame = Tensor::<4>::random(frame, Distribution::Uniform(-1.0, 1.0), &device);
+    let text = Tensor::<2>::random([2, text_dim], normal, &device);
+    let mut peak = Peak::new(&device);
+    let mut ms = Vec::new();
+    for i in 0..=args.iters {
+        let t0 = Instant::now();
+        let eps = dit.forward(z.clone(), &[500.0, 500.0], frame.clone(), text.clone());
+        sync(&device, eps)?;
+        peak.sample(&device);
+        if i > 0 {
+            ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "DiT {}/2 ({:.1} M parameters, random weights), motion {motion:?}, content {content:?}, \
+         device {:?}, {} timed runs",
+        args.preset,
+        params as f64 / 1e6,
+        args.device,
+        args.iters
+    );
+    println!("| ms per guided step (median) | min ms | peak memory |");
+    println!("|---:|---:|---:|");
+    println!(
+        "| {:.1} | {:.1} | {} |",
+        ms[ms.len() / 2],
+        ms[0],
+        peak.describe()
+    );
     Ok(())
 }
 

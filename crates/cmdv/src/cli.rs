@@ -538,7 +538,8 @@ pub struct BenchArgs {
     #[arg(value_enum)]
     pub target: BenchTarget,
     /// Autoencoder preset (`bench generate`: tiny, sd15-512 or sd21-512x1024, the whole model
-    /// of that size with random weights, or teaching, the shipped model).
+    /// of that size with random weights, or teaching, the shipped model; `bench dit`: the DiT
+    /// preset, tiny, S, B, L or XL).
     #[arg(long, default_value = "tiny")]
     pub preset: String,
     /// `bench generate`: time this model folder (or motion run) instead of random weights.
@@ -589,6 +590,8 @@ pub enum UnetLayout {
     Sd15,
     /// Stable Diffusion 2.1.
     Sd21,
+    /// The shipped teaching model's content UNet (3 x 32 x 32 pixels, text states of width 64).
+    Teaching,
 }
 
 /// Benchmarks.
@@ -598,6 +601,9 @@ pub enum BenchTarget {
     Ae,
     /// One Stable Diffusion UNet evaluation (batch 1, 77 text tokens).
     Unet,
+    /// One guided motion DiT step (batch 2: conditional and null rows), random weights:
+    /// `--preset tiny` on the `tiny` autoencoder's latents, S, B, L or XL on SD1.5's at 512x512.
+    Dit,
     /// One whole clip, stage by stage (text, content, motion, decode), random weights.
     Generate,
     /// Training examples decoded (16 frames, resized to --height x --width) from the clips of

@@ -9,13 +9,11 @@
 
 use burn::module::Module;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
 use super::config::AutoencoderConfig;
 use super::rope::Rotary;
+use crate::kernels;
 
 /// Multi-head self-attention with rotary positions on queries and keys.
 #[derive(Module, Debug)]
@@ -58,7 +56,7 @@ impl Attention {
         let q = rope.apply(qkv.clone().narrow(0, 0, 1).squeeze_dim(0));
         let k = rope.apply(qkv.clone().narrow(0, 1, 1).squeeze_dim(0));
         let v = qkv.narrow(0, 2, 1).squeeze_dim::<4>(0);
-        let out = attention(q, k, v, None, None, AttentionModuleOptions::default()); // (b h n dh)
+        let out = kernels::attention(q, k, v); // (b h n dh)
         let out = out.swap_dims(1, 2).reshape([b, n, h * dh]); // b n (h dh)
         x + self.to_out.forward(out)
     }
@@ -90,10 +88,7 @@ impl FeedForward {
     /// - x: `[..., dim]`, output the same
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let h = self.proj_in.forward(self.norm.forward(x.clone()));
-        let width = h.dims()[D - 1] / 2;
-        let a = h.clone().narrow(D - 1, 0, width);
-        let gate = h.narrow(D - 1, width, width);
-        x + self.proj_out.forward(a * gelu(gate))
+        x + self.proj_out.forward(kernels::geglu(h))
     }
 }
 

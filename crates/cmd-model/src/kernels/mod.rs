@@ -1,5 +1,6 @@
-//! Hand-written WGSL kernels for the inference path (the sources are the top-level `shaders/`
-//! folder), each next to the plain tensor version it must equal.
+//! Hand-written kernels for the inference path, each next to the plain tensor version it must
+//! equal: WGSL kernels for wgpu devices (the sources are the top-level `shaders/` folder) and
+//! CPU kernels for burn's Flex backend (`cpu` feature).
 //!
 //! The public functions pick the kernel when it can run: the tensors live on a wgpu device
 //! (Vulkan, Metal, DX12 or the browser's WebGPU, all compiled to WGSL), hold `f32`, and carry no
@@ -9,12 +10,84 @@
 //!
 //! - [`content_frame`]: the fused softmax-over-time weighted sum (spec section 1).
 //! - [`rgba8`]: float frames packed into canvas pixels.
+//!
+//! The CPU kernels ([`attention`], [`geglu`], [`gelu_tanh`]) follow the same rule on Flex
+//! devices: `f32`, no autodiff, and the crate's `cpu` feature; elsewhere the tensor versions run.
 
+#[cfg(feature = "cpu")]
+mod cpu;
 #[cfg(feature = "wgsl")]
 mod wgsl;
 
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{gelu, gelu_approximate, softmax};
+use burn::tensor::module;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+
+/// Whether the CPU kernels run for `f32` tensors on `device` (a Flex device without autodiff,
+/// in a build with the `cpu` feature).
+pub fn runs_cpu(device: &Device) -> bool {
+    #[cfg(feature = "cpu")]
+    return cpu::runs_on(device);
+    #[cfg(not(feature = "cpu"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// Scaled dot-product attention `softmax(q k^T / sqrt(d)) v`, without mask. Runs the CPU
+/// kernel where it can (see the module docs) and the score matrix of a head fits in 1 MiB;
+/// elsewhere burn's `attention`.
+///
+/// # Shapes
+/// - q: `[B, H, N, d]`, k: `[B, H, M, d]`, v: `[B, H, M, e]`
+/// - returns `[B, H, N, e]`
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "cpu")]
+    if cpu::applies(&q)
+        && cpu::applies(&k)
+        && cpu::applies(&v)
+        && q.dims()[2] * k.dims()[2] <= cpu::MAX_SCORES
+    {
+        return cpu::attention(q, k, v);
+    }
+    attention_tensor(q, k, v)
+}
+
+/// [`attention`] as burn's fused op: the reference the CPU kernel must equal.
+pub fn attention_tensor(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    module::attention(q, k, v, None, None, AttentionModuleOptions::default())
+}
+
+/// GEGLU's gated product `a * gelu(g)` (exact GELU) of `h = [a, g]`, split in halves on the
+/// last axis. Runs the CPU kernel where it can (see the module docs).
+///
+/// # Shapes
+/// - h: `[..., 2 w]`; returns `[..., w]`
+pub fn geglu<const D: usize>(h: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "cpu")]
+    if cpu::applies(&h) {
+        return cpu::geglu(h);
+    }
+    geglu_tensor(h)
+}
+
+/// [`geglu`] written with tensor operations.
+pub fn geglu_tensor<const D: usize>(h: Tensor<D>) -> Tensor<D> {
+    let width = h.dims()[D - 1] / 2;
+    let a = h.clone().narrow(D - 1, 0, width);
+    a * gelu(h.narrow(D - 1, width, width))
+}
+
+/// The tanh approximation of GELU (DiT's MLP). Runs the CPU kernel where it can.
+pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "cpu")]
+    if cpu::applies(&x) {
+        return cpu::gelu_tanh(x);
+    }
+    gelu_approximate(x)
+}
 
 /// Whether the kernels run for `f32` tensors on `device` (a wgpu device without autodiff, in a
 /// build with the `wgsl` feature); elsewhere the functions below run their tensor versions.
