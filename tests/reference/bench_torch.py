@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_ae_fixture import Autoencoder, patchify, unpatchify  # noqa: E402
+from make_ae_fixture import Autoencoder  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
@@ -47,42 +47,6 @@ def ae_config(preset, depth=None):
     return dict(channels=c, frames=16, height=h, width=w, patch=p, hidden=hidden,
                 motion_dim=d, depth=depth or depth0, heads=heads, head_dim=head_dim,
                 base=10000.0)
-
-
-class AeParts:
-    """The reference autoencoder's encoder and decoder as two calls (its `forward` runs both)."""
-
-    def __init__(self, cfg):
-        self.model = Autoencoder(cfg).eval()
-        self.cfg = cfg
-
-    def encode(self, x):
-        m, c = self.model, self.cfg
-        p = c["patch"]
-        gh, gw = c["height"] // p, c["width"] // p
-        b, l = x.shape[:2]
-        t_table, s_table = m.tables()
-        u = m.encoder(m.patch_embed(patchify(x, p)), t_table, s_table)
-        weights = unpatchify(m.importance_head(u), p, gh, gw).softmax(1)
-        content = (weights * x).sum(1)
-        u = u.reshape(b, l, gh, gw, -1)
-        z_y = torch.tanh(m.to_motion_y(u.mean(3))).permute(0, 3, 1, 2)
-        z_x = torch.tanh(m.to_motion_x(u.mean(2))).permute(0, 3, 1, 2)
-        return content, torch.cat([z_y, z_x], -1)
-
-    def decode(self, content, motion):
-        m, c = self.model, self.cfg
-        p = c["patch"]
-        gh, gw = c["height"] // p, c["width"] // p
-        b, l = motion.shape[0], c["frames"]
-        t_table, s_table = m.tables()
-        z_y, z_x = motion[..., :gh], motion[..., gh:]
-        v_c = m.content_embed(patchify(content[:, None], p)).reshape(b, 1, gh, gw, -1)
-        v_y = m.from_motion_y(z_y.permute(0, 2, 3, 1))[:, :, :, None, :]
-        v_x = m.from_motion_x(z_x.permute(0, 2, 3, 1))[:, :, None, :, :]
-        v = (v_c + v_y + v_x).reshape(b, l, gh * gw, -1)
-        out = unpatchify(m.head(m.decoder(v, t_table, s_table)), p, gh, gw)
-        return 2 * torch.sigmoid(out) - 1
 
 
 def sincos_1d(dim, pos):
@@ -195,13 +159,13 @@ def timed(fn, iters):
 
 
 def bench_ae(preset, iters, depth=None):
-    parts = AeParts(ae_config(preset, depth))
-    c = parts.cfg
+    c = ae_config(preset, depth)
+    ae = Autoencoder(c).eval()
     x = torch.rand(1, 16, c["channels"], c["height"], c["width"]) * 2 - 1
-    content, motion = parts.encode(x)
+    content, _, motion = ae.encode(x)
     name = preset if depth is None else f"{preset}-depth{depth}"
-    return {f"ae-{name}-encode": timed(lambda: parts.encode(x), iters),
-            f"ae-{name}-decode": timed(lambda: parts.decode(content, motion), iters)}
+    return {f"ae-{name}-encode": timed(lambda: ae.encode(x), iters),
+            f"ae-{name}-decode": timed(lambda: ae.decode(content, motion), iters)}
 
 
 def bench_dit(preset, iters):
@@ -244,7 +208,7 @@ def bench_generate(iters, steps=10, motion_steps=10):
               d["content_patch"], d["text_dim"])
     assert (d["depth"], d["hidden"], d["heads"]) == DIT_PRESETS["tiny"]
     dit.eval()
-    ae = AeParts(ae_config("teaching"))
+    ae = Autoencoder(ae_config("teaching")).eval()
     sched = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                  beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
                  steps_offset=1)

@@ -136,7 +136,8 @@ class Autoencoder(nn.Module):
         return (temporal_rope(c["frames"], c["head_dim"], c["base"]),
                 axial_rope(gh, gw, c["head_dim"], c["base"]))
 
-    def forward(self, x):
+    def encode(self, x):
+        """(content, weights, motion) of clips x: (b, l, c, h, w)."""
         c, p = self.c, self.c["patch"]
         gh, gw = c["height"] // p, c["width"] // p
         b, l = x.shape[:2]
@@ -147,15 +148,25 @@ class Autoencoder(nn.Module):
         u = u.reshape(b, l, gh, gw, -1)
         z_y = torch.tanh(self.to_motion_y(u.mean(3))).permute(0, 3, 1, 2)  # b d l h
         z_x = torch.tanh(self.to_motion_x(u.mean(2))).permute(0, 3, 1, 2)  # b d l w
-        motion = torch.cat([z_y, z_x], -1)
-        # Decoder, from (content, motion) only.
+        return content, weights, torch.cat([z_y, z_x], -1)
+
+    def decode(self, content, motion):
+        """The clip of (content, motion) only."""
+        c, p = self.c, self.c["patch"]
+        gh, gw = c["height"] // p, c["width"] // p
+        b, l = motion.shape[0], c["frames"]
+        t_table, s_table = self.tables()
         z_y, z_x = motion[..., :gh], motion[..., gh:]
         v_c = self.content_embed(patchify(content[:, None], p)).reshape(b, 1, gh, gw, -1)
         v_y = self.from_motion_y(z_y.permute(0, 2, 3, 1))[:, :, :, None, :]
         v_x = self.from_motion_x(z_x.permute(0, 2, 3, 1))[:, :, None, :, :]
         v = (v_c + v_y + v_x).reshape(b, l, gh * gw, -1)
         out = unpatchify(self.head(self.decoder(v, t_table, s_table)), p, gh, gw)
-        return content, weights, motion, 2 * torch.sigmoid(out) - 1
+        return 2 * torch.sigmoid(out) - 1
+
+    def forward(self, x):
+        content, weights, motion = self.encode(x)
+        return content, weights, motion, self.decode(content, motion)
 
 
 def main():

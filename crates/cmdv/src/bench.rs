@@ -353,16 +353,9 @@ fn bench_unet(args: &BenchArgs) -> Result<()> {
         &device,
     );
     let mut peak = Peak::new(&device);
-    let mut ms = Vec::new();
-    for i in 0..=args.iters {
-        let t0 = Instant::now();
-        sync(&device, unet.forward(x.clone(), &[500.0], &text))?;
-        peak.sample(&device);
-        if i > 0 {
-            ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    ms.sort_by(f64::total_cmp);
+    let ms = timed(args.iters, &device, &mut peak, &mut || {
+        sync(&device, unet.forward(x.clone(), &[500.0], &text))
+    })?;
     println!(
         "UNet {:?} ({:.0} M parameters, random weights), latent {}x{}, device {:?}, {} timed runs",
         args.config,
@@ -372,14 +365,7 @@ fn bench_unet(args: &BenchArgs) -> Result<()> {
         args.device,
         args.iters
     );
-    println!("| ms per UNet evaluation (median) | min ms | peak memory |");
-    println!("|---:|---:|---:|");
-    println!(
-        "| {:.1} | {:.1} | {} |",
-        ms[ms.len() / 2],
-        ms[0],
-        peak.describe()
-    );
+    print_times("ms per UNet evaluation", &ms, &peak);
     println!("(a CFG sampling step is two evaluations)");
     Ok(())
 }
@@ -406,17 +392,10 @@ fn bench_dit(args: &BenchArgs) -> Result<()> {
     let frame = Tensor::<4>::random(frame, Distribution::Uniform(-1.0, 1.0), &device);
     let text = Tensor::<2>::random([2, text_dim], normal, &device);
     let mut peak = Peak::new(&device);
-    let mut ms = Vec::new();
-    for i in 0..=args.iters {
-        let t0 = Instant::now();
+    let ms = timed(args.iters, &device, &mut peak, &mut || {
         let eps = dit.forward(z.clone(), &[500.0, 500.0], frame.clone(), text.clone());
-        sync(&device, eps)?;
-        peak.sample(&device);
-        if i > 0 {
-            ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    ms.sort_by(f64::total_cmp);
+        sync(&device, eps)
+    })?;
     println!(
         "DiT {}/2 ({:.1} M parameters, random weights), motion {motion:?}, content {content:?}, \
          device {:?}, {} timed runs",
@@ -425,14 +404,7 @@ fn bench_dit(args: &BenchArgs) -> Result<()> {
         args.device,
         args.iters
     );
-    println!("| ms per guided step (median) | min ms | peak memory |");
-    println!("|---:|---:|---:|");
-    println!(
-        "| {:.1} | {:.1} | {} |",
-        ms[ms.len() / 2],
-        ms[0],
-        peak.describe()
-    );
+    print_times("ms per guided step", &ms, &peak);
     Ok(())
 }
 
@@ -492,6 +464,39 @@ fn bench_ae(args: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Milliseconds of each of `iters` runs of `run` after one warm-up run (which compiles a
+/// device's kernels), sorted, sampling the peak memory after each.
+fn timed(
+    iters: usize,
+    device: &Device,
+    peak: &mut Peak,
+    run: &mut dyn FnMut() -> Result<()>,
+) -> Result<Vec<f64>> {
+    let mut ms = Vec::new();
+    for i in 0..=iters {
+        let t0 = Instant::now();
+        run()?;
+        peak.sample(device);
+        if i > 0 {
+            ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(ms)
+}
+
+/// The one-row table of sorted times `ms`: median, minimum and peak memory.
+fn print_times(what: &str, ms: &[f64], peak: &Peak) {
+    println!("| {what} (median) | min ms | peak memory |");
+    println!("|---:|---:|---:|");
+    println!(
+        "| {:.1} | {:.1} | {} |",
+        ms[ms.len() / 2],
+        ms[0],
+        peak.describe()
+    );
 }
 
 /// Waits for the device by reading one value back.
