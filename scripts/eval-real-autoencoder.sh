@@ -30,7 +30,7 @@ with zipfile.ZipFile(wheel) as z:
 EOF
 fi
 
-cargo build --release -p cmdv
+cargo build --release --workspace
 cmdv="$CARGO_TARGET_DIR/release/cmdv"
 fps="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("fps") or "")' \
   "$AE/model.json" 2>/dev/null || true)"

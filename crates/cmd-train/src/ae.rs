@@ -35,6 +35,10 @@ pub struct AeTrainConfig {
     pub warmup: usize,
     /// Adam's first-moment decay (the spec's 0.5).
     pub beta1: f64,
+    /// Start a new run from this autoencoder (a run folder, a checkpoint or a model folder)
+    /// instead of a fresh initialisation, e.g. to train a shipped model further; its config
+    /// must be the preset's.
+    pub init: Option<PathBuf>,
 }
 
 impl AeTrainConfig {
@@ -47,6 +51,7 @@ impl AeTrainConfig {
             fit,
             warmup: 20,
             beta1: 0.5,
+            init: None,
         }
     }
 }
@@ -77,6 +82,15 @@ impl AeTrainer {
             format!("must be at least 0 and less than 1, found {}", config.beta1)
         })?;
         let autoencoder = AutoencoderConfig::preset(&config.preset)?;
+        if let (Some(init), true) = (&config.init, config.fit.resume) {
+            return Err(TrainError::setting(
+                Setting::Init,
+                format!(
+                    "{}: starts a new run; a resumed run goes on from its own checkpoint",
+                    init.display()
+                ),
+            ));
+        }
         let latent = autoencoder.output == OutputMode::Latent;
         match (&config.vae, latent) {
             (None, true) => {
@@ -152,7 +166,10 @@ impl AeTrainer {
             }
         } else {
             device.seed(args.fit.seed);
-            let model = config.init(&device)?;
+            let model = match &args.init {
+                Some(path) => initial_weights(path, config, &device)?,
+                None => config.init(&device)?,
+            };
             run.start(config)?;
             Weights {
                 model,
@@ -207,6 +224,30 @@ impl AeTrainer {
             },
         )
     }
+}
+
+/// The autoencoder at `path`, checked to be `config`'s.
+fn initial_weights(
+    path: &std::path::Path,
+    config: &AutoencoderConfig,
+    device: &burn::tensor::Device,
+) -> Result<cmd_model::Autoencoder> {
+    let model = crate::run::load_autoencoder(path, device)?;
+    if model.config() != config {
+        return Err(TrainError::setting(
+            Setting::Init,
+            format!(
+                "{}: holds the autoencoder '{}', not the preset '{}' this run trains \
+                 ({:?} against {:?})",
+                path.display(),
+                model.config().name,
+                config.name,
+                model.config(),
+                config
+            ),
+        ));
+    }
+    Ok(model)
 }
 
 /// Linear warm-up over `warmup` steps, then a cosine decay to a tenth of `peak` at `steps`.

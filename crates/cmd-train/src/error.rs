@@ -47,6 +47,8 @@ pub enum Setting {
     Prediction,
     /// How the motion model pools its text.
     TextPooling,
+    /// The weights a new run starts from.
+    Init,
 }
 
 impl fmt::Display for Setting {
@@ -69,6 +71,7 @@ impl fmt::Display for Setting {
             Self::Base => "base",
             Self::Prediction => "prediction",
             Self::TextPooling => "text pooling",
+            Self::Init => "init",
         })
     }
 }

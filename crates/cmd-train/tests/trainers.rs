@@ -201,6 +201,91 @@ fn autoencoder_runs_resume_exactly_and_survive_a_blow_up() {
     assert!(finite(&kept));
 }
 
+/// Every float parameter of `module`, in visiting order.
+fn params(module: &impl Module) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.extend(to_vec(param.val()).unwrap());
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    module.visit(&mut collect);
+    collect.0
+}
+
+/// The largest absolute difference between two parameter lists of one model.
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn an_autoencoder_run_can_start_from_another_autoencoder() {
+    let _one = one_at_a_time();
+    let dir = scratch("ae-init");
+    let data = data(&dir);
+    let start = autoencoder(&dir, &data);
+    let from_start = params(&load_autoencoder(&start, &Device::flex()).unwrap());
+    // One step at a learning rate too small to move anything: the run's weights are the ones
+    // it started from, and a fresh run's (another seed) are not.
+    let train = |out: &str, init: Option<PathBuf>| {
+        let run = dir.join(out);
+        let fit = FitConfig {
+            seed: 7,
+            ..fit(&run, 1, 1e-20, false)
+        };
+        let config = AeTrainConfig {
+            init,
+            ..AeTrainConfig::new("tiny", DataConfig::new(&data), fit)
+        };
+        AeTrainer::new(config)?.train(&cpu(1), &mut |_| {})?;
+        Ok::<_, TrainError>(params(&load_autoencoder(&run, &Device::flex()).unwrap()))
+    };
+    let initialised = train("initialised", Some(start.clone())).unwrap();
+    assert!(max_diff(&initialised, &from_start) < 1e-6);
+    let fresh = train("fresh", None).unwrap();
+    assert!(max_diff(&fresh, &from_start) > 1e-3);
+
+    // Another preset's autoencoder is refused, naming the file and both presets.
+    let config = AeTrainConfig {
+        init: Some(start.clone()),
+        ..AeTrainConfig::new(
+            "real64",
+            DataConfig::new(&data),
+            fit(&dir.join("other"), 1, 1e-3, false),
+        )
+    };
+    let err = AeTrainer::new(config)
+        .unwrap()
+        .train(&cpu(1), &mut |_| {})
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(
+        err,
+        TrainError::Setting {
+            setting: cmd_train::Setting::Init,
+            ..
+        }
+    ));
+    assert!(
+        message.contains(&start.display().to_string())
+            && message.contains("'tiny'")
+            && message.contains("'real64'"),
+        "{message}"
+    );
+    // A resumed run keeps its own weights.
+    let config = AeTrainConfig {
+        init: Some(start.clone()),
+        ..AeTrainConfig::new("tiny", DataConfig::new(&data), fit(&start, 2, 1e-3, true))
+    };
+    let err = AeTrainer::new(config).err().unwrap();
+    assert!(err.to_string().starts_with("init "), "{err}");
+}
+
 #[test]
 fn content_runs_resume_exactly_and_survive_a_blow_up() {
     let _one = one_at_a_time();

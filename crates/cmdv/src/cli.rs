@@ -327,6 +327,10 @@ pub struct TrainAeArgs {
     /// Continue the run in `--out` from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Start a new run from this autoencoder instead of a fresh one: a run folder, a
+    /// checkpoint or a model folder (e.g. the shipped `models/real`, to train it further).
+    #[arg(long, conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
     /// Seed for initialisation and data sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -33,6 +33,7 @@ pub fn ae(args: &TrainAeArgs) -> Result<()> {
         },
         warmup: args.warmup,
         beta1: args.beta1,
+        init: args.init.clone(),
     };
     let trainer = AeTrainer::new(config).map_err(flagged)?;
     let parallel = parallel(args.device, args.devices, args.batch)?;
@@ -160,6 +161,7 @@ fn flag(setting: Setting) -> &'static str {
         Setting::Base => "--base",
         Setting::Prediction => "--prediction",
         Setting::TextPooling => "--text-pooling",
+        Setting::Init => "--init",
     }
 }
 
