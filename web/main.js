@@ -1,7 +1,8 @@
 // The page: controls, the model's Web Worker, the clip player and the teaching panels.
 // `?cpu=1` runs the model on the CPU even where WebGPU exists; `?gpu=1` runs it on WebGPU even
 // where that is a software fallback (slower than the CPU); `?bench=1` times every stage of a
-// generation and prints a table to the console; `?maxBuffer=BYTES` pretends the GPU's largest
+// generation (and on WebGPU counts its dispatches, submissions and read-backs) and prints a
+// table to the console; `?maxBuffer=BYTES` pretends the GPU's largest
 // buffer is that small (to see what a too-small GPU is told).
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -15,6 +16,10 @@ let pending = null; // {resolve, reject}
 let started = 0;
 let stageStarted = 0;
 let timings = [];
+// The WebGPU call counts (see worker.js) when the stage began and the latest ones; null off
+// WebGPU or without ?bench=1.
+let stageGpu = null;
+let lastGpu = null;
 
 function setStatus(text, error = false) {
   $('status').textContent = text;
@@ -51,7 +56,7 @@ function startWorker() {
   }
   started = performance.now();
   worker.postMessage({ type: 'load', gpu, forceGpu: params.has('gpu'),
-    maxBuffer: Number(params.get('maxBuffer')) || 0 });
+    maxBuffer: Number(params.get('maxBuffer')) || 0, count: params.has('bench') });
 }
 
 function onMessage(data) {
@@ -68,6 +73,7 @@ function onMessage(data) {
   } else if (data.type === 'progress') {
     onProgress(data);
   } else if (data.type === 'result') {
+    if (data.gpu) lastGpu = data.gpu;
     if (pending) pending.resolve(data);
     pending = null;
   } else if (data.type === 'error') {
@@ -77,15 +83,30 @@ function onMessage(data) {
 
 const STAGES = { text: [0, 0.02], content: [0.02, 0.5], motion: [0.52, 0.43], decode: [0.95, 0.05] };
 let lastStage = null;
-function onProgress({ stage, done, total }) {
+let lastTotal = 0; // the running stage's steps
+function onProgress({ stage, done, total, gpu }) {
   if (stage !== lastStage) {
-    if (lastStage) timings.push({ stage: lastStage, ms: performance.now() - stageStarted });
+    endStage();
     lastStage = stage;
     stageStarted = performance.now();
+    stageGpu = gpu;
   }
+  lastGpu = gpu;
+  lastTotal = total;
   const [start, width] = STAGES[stage];
   const f = start + width * (total ? done / total : 0);
   setProgress(f, `${stage} ${done}/${total}${eta(f, started)}`);
+}
+
+// Closes the running stage's timing: its milliseconds, its steps and (when counted) the
+// WebGPU calls it made.
+function endStage() {
+  if (!lastStage) return;
+  const entry = { stage: lastStage, ms: performance.now() - stageStarted, steps: lastTotal };
+  if (stageGpu && lastGpu) {
+    for (const key of Object.keys(lastGpu)) entry[key] = lastGpu[key] - stageGpu[key];
+  }
+  timings.push(entry);
 }
 
 function fail(message) {
@@ -111,7 +132,7 @@ function ask(message, transfer = []) {
     pending = { resolve, reject };
     worker.postMessage(message, transfer);
   }).finally(() => {
-    if (lastStage) timings.push({ stage: lastStage, ms: performance.now() - stageStarted });
+    endStage();
     setBusy(false);
   });
 }
@@ -150,7 +171,7 @@ async function run(title, message, transfer) {
 function bench(title) {
   const total = timings.reduce((s, t) => s + t.ms, 0);
   console.log(`bench: ${title} on ${state.backend}`);
-  console.table(timings.map((t) => ({ stage: t.stage, 'ms': Math.round(t.ms) })).concat([{ stage: 'total', ms: Math.round(total) }]));
+  console.table(timings.map((t) => ({ ...t, ms: Math.round(t.ms) })).concat([{ stage: 'total', ms: Math.round(total) }]));
   state.timings = timings;
 }
 

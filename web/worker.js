@@ -7,8 +7,9 @@
 //   {type: 'decompose', frames}      content and motion of a clip
 //   {type: 'transfer', a, b}         content of a, motion of b
 // Messages out: {type: 'download', loaded, total}, {type: 'ready', backend, width, height,
-// frames}, {type: 'progress', stage, done, total}, {type: 'result', panels} (for 'clips':
-// {type: 'result', size: {width, height, frames, autoencoder}}), {type: 'error', message}.
+// frames}, {type: 'progress', stage, done, total, gpu}, {type: 'result', panels, gpu} (for
+// 'clips': {type: 'result', size: {width, height, frames, autoencoder}}), {type: 'error',
+// message}. `gpu` is null, or with 'load''s `count` the WebGPU calls made so far.
 // Cancelling is terminating this worker.
 import init, { Studio } from './cmd-web.js';
 
@@ -21,6 +22,32 @@ const REAL = { folder: 'real/', cache: 'cmd-real-autoencoder',
   files: ['model.json', 'autoencoder.safetensors'], what: 'real-video autoencoder' };
 
 let studio = null;
+
+// WebGPU calls made so far, counted when 'load' asks (`?bench=1`): compute dispatches, queue
+// submissions and read-backs (buffers mapped for reading, each a wait on the GPU). Counted
+// at the API, so they are what the browser's GPU process sees, whatever burn does inside.
+let gpuCalls = null;
+
+function countGpuCalls() {
+  if (gpuCalls || !self.GPUComputePassEncoder) return;
+  gpuCalls = { dispatches: 0, submits: 0, readbacks: 0 };
+  const wrap = (proto, name, counts) => {
+    const call = proto[name];
+    proto[name] = function (...args) {
+      const key = counts(args);
+      if (key) gpuCalls[key] += 1;
+      return call.apply(this, args);
+    };
+  };
+  wrap(GPUComputePassEncoder.prototype, 'dispatchWorkgroups', () => 'dispatches');
+  wrap(GPUComputePassEncoder.prototype, 'dispatchWorkgroupsIndirect', () => 'dispatches');
+  wrap(GPUQueue.prototype, 'submit', () => 'submits');
+  wrap(GPUBuffer.prototype, 'mapAsync', ([mode]) => (mode & GPUMapMode.READ ? 'readbacks' : null));
+}
+
+function gpuCounts() {
+  return gpuCalls && { ...gpuCalls };
+}
 
 // A model's files: from the Cache Storage when they are there and model.json is unchanged,
 // else fetched (with progress) and cached for the next visit.
@@ -85,7 +112,7 @@ function concat(chunks) {
 }
 
 function progress(stage, done, total) {
-  postMessage({ type: 'progress', stage, done, total });
+  postMessage({ type: 'progress', stage, done, total, gpu: gpuCounts() });
 }
 
 // A result as plain data (transferable buffers).
@@ -107,6 +134,7 @@ function plain(panels) {
 self.onmessage = async ({ data }) => {
   try {
     if (data.type === 'load') {
+      if (data.count) countGpuCalls();
       await init();
       const files = await modelFiles(TEACHING);
       const adapter = data.gpu && navigator.gpu ? await navigator.gpu.requestAdapter() : null;
@@ -145,7 +173,7 @@ self.onmessage = async ({ data }) => {
       throw new Error(`unknown request ${data.type}`);
     }
     const result = plain(panels);
-    postMessage({ type: 'result', kind: data.type, panels: result },
+    postMessage({ type: 'result', kind: data.type, panels: result, gpu: gpuCounts() },
       [result.clip.buffer, result.contentOnly.buffer, result.content.buffer, result.gif.buffer]);
   } catch (e) {
     postMessage({ type: 'error', message: String(e && e.message || e) });

@@ -23,10 +23,20 @@ try {
   }
   const timings = await p.evaluate(() => window.cmd.timings);
   console.log(`\nbrowser (${backend}), guided DDIM ${steps} + ${steps} steps, shaders compiled beforehand`);
-  console.log('| stage | ms |');
-  console.log('|---|---:|');
-  for (const { stage, ms } of timings) console.log(`| ${stage} | ${Math.round(ms)} |`);
-  console.log(`| total | ${Math.round(timings.reduce((s, t) => s + t.ms, 0))} |`);
+  // On WebGPU the page also counts the stage's dispatches, submissions and read-backs.
+  const counted = webgpu && timings.some((t) => 'dispatches' in t);
+  const keys = ['dispatches', 'submits', 'readbacks'];
+  const perStep = (t, key) => (t.steps ? (t[key] / t.steps).toFixed(1) : '');
+  console.log(counted
+    ? '| stage | ms | dispatches | submissions | read-backs | dispatches / step | read-backs / step |\n|---|---:|---:|---:|---:|---:|---:|'
+    : '| stage | ms |\n|---|---:|');
+  for (const t of timings) {
+    const counts = counted ? keys.map((k) => ` ${t[k]} |`).join('') + ` ${perStep(t, 'dispatches')} | ${perStep(t, 'readbacks')} |` : '';
+    console.log(`| ${t.stage} | ${Math.round(t.ms)} |${counts}`);
+  }
+  const sum = (key) => timings.reduce((s, t) => s + t[key], 0);
+  const totals = counted ? keys.map((k) => ` ${sum(k)} |`).join('') + ' | |' : '';
+  console.log(`| total | ${Math.round(sum('ms'))} |${totals}`);
 } finally {
   await browser.close();
   server.close();

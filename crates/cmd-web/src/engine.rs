@@ -126,8 +126,12 @@ async fn pixels(frames: Tensor<4>) -> Result<Vec<u8>, String> {
     Ok(kernels::rgba8_bytes(read(kernels::rgba8(frames)).await?))
 }
 
-/// Waits until the device has computed `x` (reads one value back).
+/// Waits until the device has computed `x`: a barrier on WebGPU (nothing read back), else one
+/// value read back.
 async fn settle(x: &Tensor<4>) -> Result<(), String> {
+    if let Some(barrier) = kernels::wgpu_barrier(&x.device()) {
+        return barrier.await;
+    }
     host(x.clone().slice([0..1, 0..1, 0..1, 0..1]))
         .await
         .map(drop)

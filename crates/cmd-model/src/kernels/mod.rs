@@ -101,6 +101,22 @@ pub fn runs_wgsl(device: &Device) -> bool {
     }
 }
 
+/// A barrier on a wgpu `device`: resolves once the GPU has run the work queued on it so far,
+/// reading nothing back (WebGPU's `onSubmittedWorkDone`). `None` where a barrier cannot stand
+/// in for a read-back: off wgpu, and in builds with burn's fusion, which holds operations back
+/// from the device until something is read.
+pub fn wgpu_barrier(
+    device: &Device,
+) -> Option<impl std::future::Future<Output = Result<(), String>> + use<>> {
+    #[cfg(all(feature = "wgsl", not(feature = "fusion")))]
+    return wgsl::barrier(device);
+    #[cfg(not(all(feature = "wgsl", not(feature = "fusion"))))]
+    {
+        let _ = device;
+        None::<std::future::Ready<Result<(), String>>>
+    }
+}
+
 /// Content frame and importance weights of clips: `w = softmax over frames of logits`,
 /// `content = Σ_l w_l x_l`. Runs the fused WGSL kernel where it can (see the module docs).
 ///

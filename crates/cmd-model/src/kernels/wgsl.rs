@@ -28,6 +28,20 @@ pub(super) fn runs_on(device: &Device) -> bool {
     )
 }
 
+/// See [`super::wgpu_barrier`].
+#[cfg(not(feature = "fusion"))]
+pub(super) fn barrier(
+    device: &Device,
+) -> Option<impl std::future::Future<Output = Result<(), String>> + use<>> {
+    match device.as_dispatch() {
+        DispatchDevice::Cube(cube @ cubecl::Device::Wgpu(_)) => {
+            let sync = cube.client().sync();
+            Some(async move { sync.await.map_err(|e| format!("the GPU failed: {e}")) })
+        }
+        _ => None,
+    }
+}
+
 /// Whether the kernels can take this tensor: `f32` on a wgpu device, without autodiff.
 pub(super) fn applies<const D: usize>(t: &Tensor<D>) -> bool {
     t.dtype() == DType::F32 && runs_on(&t.device())
