@@ -27,5 +27,5 @@ pub mod unet;
 pub mod vae;
 pub mod weights;
 
-pub use ae::{Autoencoder, AutoencoderConfig, Encoded, OutputMode};
+pub use ae::{Autoencoder, AutoencoderConfig, Encoded, OutputMode, PixelHead};
 pub use error::ModelError;

@@ -147,10 +147,16 @@ impl AeTrainer {
         let weights = if args.fit.resume {
             let saved = run.read_config()?;
             if saved != *config {
+                // A preset of the same name can have changed since the run was started.
+                let detail = if saved.name == config.name {
+                    format!(" as it was then ({saved:?}; now {config:?})")
+                } else {
+                    String::new()
+                };
                 return Err(TrainError::setting(
                     Setting::Preset,
                     format!(
-                        "{}: the run in {} was started with preset '{}'",
+                        "{}: the run in {} was started with preset '{}'{detail}",
                         args.preset,
                         run.dir().display(),
                         saved.name

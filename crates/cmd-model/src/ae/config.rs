@@ -13,6 +13,22 @@ pub enum OutputMode {
     Latent,
 }
 
+/// How a pixel-mode decoder maps its head's output into `[-1, 1]`.
+///
+/// Decision: the spec's `2 sigmoid(.) - 1` needs ever larger outputs as a pixel nears black or
+/// white, so a decoder that starts as a copy of the content frame starts with the curve
+/// `tanh(1.1 x)` instead (see `init.rs`), which costs a saturated clip up to 8 dB (opencv-doc's
+/// tree, imageio's green-screen cockatoo), and a small model does not learn it away
+/// (`docs/training.md`, "Fitting real clips"). `Clamp` copies exactly.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum PixelHead {
+    /// `2 sigmoid(y) - 1`, the spec's (and every model saved before this choice existed).
+    Sigmoid,
+    /// `y` clamped to `[-1, 1]`; in training the gradient passes the clamp unchanged
+    /// (straight-through), so no pixel is ever stuck outside the range.
+    Clamp,
+}
+
 /// Sizes of a CMD autoencoder (spec section 1, Table 5).
 ///
 /// Notation of the paper: `C` channels, `L` frames, `H x W` frame size (pixels, or SD latents in
@@ -47,6 +63,9 @@ pub struct AutoencoderConfig {
     /// Base of the rotary position embeddings.
     #[config(default = 10000.0)]
     pub rope_base: f64,
+    /// The pixel-mode output map (unused in latent mode); `None`, as in every config saved
+    /// before the choice existed, is the spec's sigmoid (see [`Self::pixel_head`]).
+    pub pixel_head: Option<PixelHead>,
 }
 
 /// The preset names, in the order `cmdv info` lists them.
@@ -65,14 +84,15 @@ impl AutoencoderConfig {
     ///
     /// | preset | C | H x W | p | C' | D | depth | heads x dim | output |
     /// |---|---|---|---|---|---|---|---|---|
-    /// | `tiny` | 3 | 64 x 64 | 4 | 96 | 8 | 2 | 4 x 24 | pixel |
-    /// | `real64` | 3 | 64 x 64 | 4 | 96 | 16 | 2 | 4 x 24 | pixel |
+    /// | `tiny` | 3 | 64 x 64 | 4 | 96 | 8 | 2 | 4 x 24 | pixel, clamped |
+    /// | `real64` | 3 | 64 x 64 | 4 | 96 | 16 | 2 | 4 x 24 | pixel, clamped |
     /// | `teaching` | 3 | 32 x 32 | 4 | 96 | 8 | 2 | 4 x 24 | pixel |
     /// | `tiny-latent` | 4 | 32 x 32 | 4 | 96 | 8 | 2 | 4 x 24 | latent |
     /// | `ucf64` | 3 | 64 x 64 | 2 | 384 | 8 | 12 | 8 x 64 | pixel |
     /// | `sd15-512` | 4 | 64 x 64 | 2 | 384 | 8 | 12 | 8 x 64 | latent |
     /// | `sd21-512x1024` | 4 | 64 x 128 | 2 | 384 | 8 | 12 | 8 x 64 | latent |
     ///
+    /// "Pixel" is the spec's `2 sigmoid(.) - 1`; "clamped" is [`PixelHead::Clamp`].
     /// `tiny` is ours: small enough to train on a laptop CPU in minutes and to run in a browser;
     /// `real64` is `tiny` with the paper's motion-latent size at 64 x 64 (`D L (H'+W')` = 8192
     /// numbers: with patch 4 that takes `D` = 16), the shipped real-video autoencoder's;
@@ -83,8 +103,10 @@ impl AutoencoderConfig {
             Self::new(channels, 16, height, width, 2, 384, 8, 12, 8, 64, output)
         };
         let config = match name {
-            "tiny" => Self::new(3, 16, 64, 64, 4, 96, 8, 2, 4, 24, OutputMode::Pixel),
-            "real64" => Self::new(3, 16, 64, 64, 4, 96, 16, 2, 4, 24, OutputMode::Pixel),
+            "tiny" => Self::new(3, 16, 64, 64, 4, 96, 8, 2, 4, 24, OutputMode::Pixel)
+                .with_pixel_head(Some(PixelHead::Clamp)),
+            "real64" => Self::new(3, 16, 64, 64, 4, 96, 16, 2, 4, 24, OutputMode::Pixel)
+                .with_pixel_head(Some(PixelHead::Clamp)),
             "teaching" => Self::new(3, 16, 32, 32, 4, 96, 8, 2, 4, 24, OutputMode::Pixel),
             "tiny-latent" => Self::new(4, 16, 32, 32, 4, 96, 8, 2, 4, 24, OutputMode::Latent),
             "ucf64" => paper(3, 64, 64, OutputMode::Pixel),
@@ -151,6 +173,11 @@ impl AutoencoderConfig {
     /// Features of one patch, `C * p * p`.
     pub fn patch_dim(&self) -> usize {
         self.channels * self.patch * self.patch
+    }
+
+    /// The pixel-mode output map: [`PixelHead::Sigmoid`] unless the config names one.
+    pub fn pixel_head(&self) -> PixelHead {
+        self.pixel_head.unwrap_or(PixelHead::Sigmoid)
     }
 
     /// Width of the attention projections, `heads * head_dim`.
@@ -242,6 +269,21 @@ mod tests {
         let mut c = AutoencoderConfig::preset("tiny").unwrap();
         c.height = 62;
         assert!(c.validate().unwrap_err().to_string().contains("62x64"));
+    }
+
+    #[test]
+    fn configs_saved_before_the_pixel_head_load_with_the_sigmoid() {
+        // The shipped models' model.json, written before `pixel_head` existed.
+        let old = r#"{"channels":3,"frames":16,"height":64,"width":64,"patch":4,"hidden":96,
+            "motion_dim":16,"depth":2,"heads":4,"head_dim":24,"output":"Pixel",
+            "name":"real64","rope_base":10000.0}"#;
+        let c: AutoencoderConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(c.pixel_head(), PixelHead::Sigmoid);
+        let new = AutoencoderConfig::preset("real64").unwrap();
+        assert_eq!(new.pixel_head(), PixelHead::Clamp);
+        let back: AutoencoderConfig =
+            serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
     }
 
     #[test]

@@ -13,8 +13,9 @@
 //! - the residual branches of the blocks start at zero (see `block.rs`), so tokens reach the
 //!   final LayerNorm unchanged;
 //! - `head` takes half the difference of the two halves, `k p`: the patch itself in latent
-//!   mode (`k = 1`), and `2 sigmoid(k p) - 1 = tanh(k p / 2)` in pixel mode with `k = 2.2`,
-//!   within 0.05 of `p` for `|p| <= 0.7`.
+//!   mode and behind a clamped pixel head (`k = 1`, an exact copy), and
+//!   `2 sigmoid(k p) - 1 = tanh(k p / 2)` behind the spec's sigmoid head with `k = 2.2`,
+//!   within 0.05 of `p` for `|p| <= 0.7` but 0.2 short of black and white.
 //!
 //! It needs `C' >= 2 C p p` (every preset but `tiny-latent`); narrower models keep random
 //! weights.
@@ -23,7 +24,7 @@ use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::config::{AutoencoderConfig, OutputMode};
+use super::config::{AutoencoderConfig, OutputMode, PixelHead};
 
 /// The bias direction's length relative to the largest patch (`sqrt(C p p)` in `[-1, 1]`):
 /// the LayerNorm's divisor then varies by at most `1 / (2 RATIO^2)` with the patch.
@@ -76,9 +77,9 @@ pub(super) fn content_embed(config: &AutoencoderConfig, device: &Device) -> Line
 /// scaled back to `k p`.
 pub(super) fn head(config: &AutoencoderConfig, device: &Device) -> Linear {
     let (pd, c) = (config.patch_dim(), config.hidden);
-    let k = match config.output {
-        OutputMode::Pixel => 2.2,
-        OutputMode::Latent => 1.0,
+    let k = match (config.output, config.pixel_head()) {
+        (OutputMode::Pixel, PixelHead::Sigmoid) => 2.2,
+        (OutputMode::Pixel, PixelHead::Clamp) | (OutputMode::Latent, _) => 1.0,
     };
     // The LayerNorm divides `[p + s t, -p + s t, 0...]` by its root mean square,
     // about `s sqrt(2 / C')`.
@@ -103,7 +104,7 @@ mod tests {
     use burn::tensor::Distribution;
 
     /// A clip whose frames all show one picture: a fresh model's reconstruction is that
-    /// picture (latent mode) or `tanh(1.1 x)` of it (pixel mode).
+    /// picture (latent mode, clamped pixel head) or `tanh(1.1 x)` of it (sigmoid pixel head).
     fn still(cfg: &AutoencoderConfig, dev: &Device) -> (Tensor<5>, Vec<f32>) {
         let [l, c, h, w] = cfg.clip_shape();
         let frame = Tensor::<4>::random([1, c, h, w], Distribution::Uniform(-0.9, 0.9), dev);
@@ -117,7 +118,9 @@ mod tests {
         let mut latent = AutoencoderConfig::preset("sd15-512").unwrap();
         (latent.depth, latent.hidden, latent.heads, latent.head_dim) = (1, 32, 2, 8);
         let tiny = AutoencoderConfig::preset("tiny").unwrap();
-        for (cfg, curve) in [(tiny, true), (latent, false)] {
+        assert_eq!(tiny.pixel_head(), PixelHead::Clamp);
+        let sigmoid = tiny.clone().with_pixel_head(Some(PixelHead::Sigmoid));
+        for (cfg, curve) in [(sigmoid, true), (tiny, false), (latent, false)] {
             let name = cfg.name.clone();
             assert!(copies(&cfg));
             let model = cfg.init(&dev).unwrap();
@@ -136,6 +139,34 @@ mod tests {
                 .fold(0.0f32, f32::max);
             assert!(worst < 0.02, "{name}: off by {worst}");
         }
+    }
+
+    /// Black, white and grey: the clamped head gives them back, the sigmoid head's curve cannot.
+    #[test]
+    fn a_fresh_clamped_decoder_shows_black_and_white() {
+        let dev = Device::flex();
+        let tiny = AutoencoderConfig::preset("tiny").unwrap();
+        let [l, c, h, w] = tiny.clip_shape();
+        let frame: Vec<f32> = (0..c * h * w)
+            .map(|i| [-1.0, 0.0, 1.0][i * 7 % 3])
+            .collect();
+        let clip = Tensor::<4>::from_data(TensorData::new(frame.clone(), [1, c, h, w]), &dev)
+            .unsqueeze_dim::<5>(1)
+            .repeat_dim(1, l);
+        let worst = |cfg: AutoencoderConfig| {
+            let (_, recon) = cfg.init(&dev).unwrap().forward(clip.clone());
+            let recon = recon.into_data().try_to_vec::<f32>().unwrap();
+            let size = frame.len();
+            recon
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r - frame[i % size]).abs())
+                .fold(0.0f32, f32::max)
+        };
+        let clamped = worst(tiny.clone());
+        assert!(clamped < 0.035, "clamped head: off by {clamped}");
+        let sigmoid = worst(tiny.with_pixel_head(Some(PixelHead::Sigmoid)));
+        assert!(sigmoid > 0.15, "sigmoid head: off by only {sigmoid}");
     }
 
     #[test]

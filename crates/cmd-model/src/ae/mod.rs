@@ -18,5 +18,5 @@ pub mod motion;
 pub mod patch;
 pub mod rope;
 
-pub use config::{AutoencoderConfig, OutputMode};
+pub use config::{AutoencoderConfig, OutputMode, PixelHead};
 pub use model::{Autoencoder, Encoded};

@@ -6,7 +6,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
 use super::block::{Positions, Transformer};
-use super::config::{AutoencoderConfig, OutputMode};
+use super::config::{AutoencoderConfig, OutputMode, PixelHead};
 use super::patch::{patchify, unpatchify};
 use super::{init, motion};
 use crate::{ModelError, kernels};
@@ -175,9 +175,10 @@ impl Autoencoder {
             .decoder
             .forward(v.reshape([b, l, gh * gw, c]), &positions);
         let out = unpatchify(self.head.forward(h), p, gh, gw); // b l c h w
-        match cfg.output {
-            OutputMode::Pixel => sigmoid(out).mul_scalar(2.0).sub_scalar(1.0),
-            OutputMode::Latent => out,
+        match (cfg.output, cfg.pixel_head()) {
+            (OutputMode::Pixel, PixelHead::Sigmoid) => sigmoid(out).mul_scalar(2.0).sub_scalar(1.0),
+            (OutputMode::Pixel, PixelHead::Clamp) => clamp_straight_through(out),
+            (OutputMode::Latent, _) => out,
         }
     }
 
@@ -195,6 +196,16 @@ impl Autoencoder {
             OutputMode::Pixel => diff.abs().mean(),
             OutputMode::Latent => diff.powf_scalar(2.0).mean(),
         }
+    }
+}
+
+/// `y` clamped to `[-1, 1]`, with the gradient of the identity where it is tracked.
+fn clamp_straight_through<const D: usize>(y: Tensor<D>) -> Tensor<D> {
+    let clamped = y.clone().clamp(-1.0, 1.0);
+    if y.is_tracked() {
+        y.clone() + (clamped - y).detach()
+    } else {
+        clamped
     }
 }
 
@@ -216,6 +227,33 @@ mod tests {
     fn clips(cfg: &AutoencoderConfig, b: usize, dev: &Device) -> Tensor<5> {
         let [l, c, h, w] = cfg.clip_shape();
         Tensor::random([b, l, c, h, w], Distribution::Uniform(-1.0, 1.0), dev)
+    }
+
+    #[test]
+    fn the_clamped_head_clamps_and_passes_gradients_unchanged() {
+        let dev = Device::flex().autodiff();
+        let values = vec![-3.0f32, -1.0, -0.25, 0.0, 0.5, 1.0, 2.0, 7.0];
+        let y = Tensor::<1>::from_floats(values.as_slice(), &dev).require_grad();
+        let out = clamp_straight_through(y.clone());
+        let got = out.clone().into_data().try_to_vec::<f32>().unwrap();
+        let want: Vec<f32> = values.iter().map(|v| v.clamp(-1.0, 1.0)).collect();
+        assert_eq!(got, want);
+        // d/dy of sum(k * out) is k everywhere, the clamped entries included.
+        let k = Tensor::<1>::from_floats([1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], &dev);
+        let grads = (out * k).sum().backward();
+        let grad = y
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(grad, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+        // Without autodiff it is the plain clamp.
+        let plain = Tensor::<1>::from_floats(values.as_slice(), &Device::flex());
+        let plain = clamp_straight_through(plain)
+            .into_data()
+            .try_to_vec::<f32>();
+        assert_eq!(plain.unwrap(), want);
     }
 
     #[test]
