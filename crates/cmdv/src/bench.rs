@@ -256,7 +256,7 @@ fn bench_generate(args: &BenchArgs) -> Result<()> {
         args.steps > 0 && args.motion_steps > 0,
         "--steps and --motion-steps must be positive"
     );
-    let device = device::open(args.device)?;
+    let device = device::open_with_precision(args.device, args.half)?;
     let trained = args.model.is_some() || args.preset == "teaching";
     let pipeline = if trained {
         crate::generate::load_model(args.model.as_deref(), &device)?
@@ -300,8 +300,11 @@ fn bench_generate(args: &BenchArgs) -> Result<()> {
         (None, false) => format!("CMD '{}' (random weights)", args.preset),
     };
     println!(
-        "{model}, device {:?}, guided DDIM {} + {} steps, batch 1, kernels compiled beforehand",
-        args.device, args.steps, args.motion_steps
+        "{model}, device {:?} {}, guided DDIM {} + {} steps, batch 1, kernels compiled beforehand",
+        args.device,
+        precision(args),
+        args.steps,
+        args.motion_steps
     );
     println!("| stage | steps | ms in all | ms per step | peak memory |");
     println!("|---|---:|---:|---:|---:|");
@@ -339,7 +342,7 @@ fn bench_unet(args: &BenchArgs) -> Result<()> {
         UnetLayout::Sd21 => UnetConfig::sd21(),
         UnetLayout::Teaching => UnetConfig::teaching(3, 32),
     };
-    let device = device::open(args.device)?;
+    let device = device::open_with_precision(args.device, args.half)?;
     let unet = cfg.init(&device)?;
     let params = burn::module::Module::num_params(&unet);
     let x = Tensor::<4>::random(
@@ -357,12 +360,13 @@ fn bench_unet(args: &BenchArgs) -> Result<()> {
         sync(&device, unet.forward(x.clone(), &[500.0], &text))
     })?;
     println!(
-        "UNet {:?} ({:.0} M parameters, random weights), latent {}x{}, device {:?}, {} timed runs",
+        "UNet {:?} ({:.0} M parameters, random weights), latent {}x{}, device {:?} {}, {} timed runs",
         args.config,
         params as f64 / 1e6,
         args.height,
         args.width,
         args.device,
+        precision(args),
         args.iters
     );
     print_times("ms per UNet evaluation", &ms, &peak);
@@ -383,7 +387,7 @@ fn bench_dit(args: &BenchArgs) -> Result<()> {
     let motion = [ae.motion_dim, ae.frames, ae.grid_h() + ae.grid_w()];
     let content = [ae.channels, ae.height, ae.width];
     let cfg = DitConfig::preset(&args.preset, motion, content, 4, text_dim)?;
-    let device = device::open(args.device)?;
+    let device = device::open_with_precision(args.device, args.half)?;
     let dit = cfg.init(&device)?;
     let params = burn::module::Module::num_params(&dit);
     let normal = Distribution::Normal(0.0, 1.0);
@@ -398,10 +402,11 @@ fn bench_dit(args: &BenchArgs) -> Result<()> {
     })?;
     println!(
         "DiT {}/2 ({:.1} M parameters, random weights), motion {motion:?}, content {content:?}, \
-         device {:?}, {} timed runs",
+         device {:?} {}, {} timed runs",
         args.preset,
         params as f64 / 1e6,
         args.device,
+        precision(args),
         args.iters
     );
     print_times("ms per guided step", &ms, &peak);
@@ -417,7 +422,7 @@ fn bench_ae(args: &BenchArgs) -> Result<()> {
     if let Some(depth) = args.depth {
         cfg.depth = depth;
     }
-    let device = device::open(args.device)?;
+    let device = device::open_with_precision(args.device, args.half)?;
     let model = cfg.init(&device)?;
     let [l, c, h, w] = cfg.clip_shape();
     let x = Tensor::<5>::random(
@@ -445,8 +450,13 @@ fn bench_ae(args: &BenchArgs) -> Result<()> {
     }
     let (enc_flops, dec_flops) = cfg.flops_per_clip();
     println!(
-        "autoencoder '{}' (depth {}), device {:?}, batch {}, {} timed runs",
-        cfg.name, cfg.depth, args.device, args.batch, args.iters
+        "autoencoder '{}' (depth {}), device {:?} {}, batch {}, {} timed runs",
+        cfg.name,
+        cfg.depth,
+        args.device,
+        precision(args),
+        args.batch,
+        args.iters
     );
     println!("| stage  | ms per clip (median) | min ms | GFLOP/s | peak memory |");
     println!("|--------|---------------------:|-------:|--------:|------------:|");
@@ -464,6 +474,11 @@ fn bench_ae(args: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The float type a bench computes in, for its table's header.
+fn precision(args: &BenchArgs) -> &'static str {
+    if args.half { "f16" } else { "f32" }
 }
 
 /// Milliseconds of each of `iters` runs of `run` after one warm-up run (which compiles a

@@ -561,6 +561,10 @@ pub struct BenchArgs {
     /// Clips per batch.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// `bench generate`, `ae`, `unet` and `dit`: compute in half precision (f16 weights and
+    /// activations; on wgpu the adapter needs `shader-f16`).
+    #[arg(long)]
+    pub half: bool,
     /// Timed repetitions (after one warm-up).
     #[arg(long, default_value_t = 3)]
     pub iters: usize,

@@ -457,6 +457,21 @@ fn bench_generate_prints_every_stage() {
         "{shipped}"
     );
     assert!(shipped.contains("| content | 1 |"), "{shipped}");
+    assert!(shipped.contains("device Cpu f32,"), "{shipped}");
+    // --half computes in f16 (the teaching model's f16 weights stay f16).
+    let half = ok(&[
+        "bench",
+        "generate",
+        "--preset",
+        "teaching",
+        "--steps",
+        "1",
+        "--motion-steps",
+        "1",
+        "--half",
+    ]);
+    assert!(half.contains("device Cpu f16,"), "{half}");
+    assert!(half.contains("| decode | 1 |"), "{half}");
     let err = fails(&["bench", "generate", "--preset", "ucf64"]);
     assert!(
         err.contains("takes teaching (the shipped model), tiny, sd15-512 or sd21-512x1024"),
