@@ -199,10 +199,11 @@ impl Autoencoder {
     }
 }
 
-/// `y` clamped to `[-1, 1]`, with the gradient of the identity where it is tracked.
+/// `y` clamped to `[-1, 1]`, with the gradient of the identity on an autodiff device (the
+/// value then equals the clamp up to rounding).
 fn clamp_straight_through<const D: usize>(y: Tensor<D>) -> Tensor<D> {
     let clamped = y.clone().clamp(-1.0, 1.0);
-    if y.is_tracked() {
+    if y.is_autodiff() {
         y.clone() + (clamped - y).detach()
     } else {
         clamped
