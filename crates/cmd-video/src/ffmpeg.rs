@@ -273,11 +273,23 @@ impl Ffmpeg {
             }
             sink(f)
         };
-        let mut ended = self.decode_once(read, seek, &mut counted)?;
-        // A seek that lands past the keyframe it needs gives nothing: decode from the start.
-        if got.get() == 0 && seek == Seek::Input {
-            ended = self.decode_once(read, Seek::Output, &mut counted)?;
-        }
+        let ended = if seek == Seek::Input {
+            // The frames of a seek are held back until FFmpeg has finished, because a seek can
+            // land on a keyframe that is not a clean start: an open-GOP I frame whose later
+            // frames refer to frames before it (imageio's cockatoo.mp4). FFmpeg then conceals
+            // the missing pictures, differently from run to run, and says so on stderr. That,
+            // or a seek past the keyframe it needs (no frame at all), decodes from the start.
+            let mut held = Vec::new();
+            let ended = self.decode_once(read, seek, &mut |f| held.push(f))?;
+            if held.is_empty() || !ended.stderr.trim().is_empty() {
+                self.decode_once(read, Seek::Output, &mut counted)?
+            } else {
+                held.into_iter().for_each(&mut counted);
+                ended
+            }
+        } else {
+            self.decode_once(read, seek, &mut counted)?
+        };
         let mut got = got.get();
         // Packet counts can hold a frame or two at the very end that decode to nothing
         // (opencv-doc's box.mp4, node-opencv's motion.mov): those are shown as the last
