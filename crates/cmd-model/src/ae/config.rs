@@ -17,8 +17,9 @@ pub enum OutputMode {
 ///
 /// Decision: the spec's `2 sigmoid(.) - 1` needs ever larger outputs as a pixel nears black or
 /// white, so a decoder that starts as a copy of the content frame starts with the curve
-/// `tanh(1.1 x)` instead (see `init.rs`), which costs a saturated clip up to 8 dB (opencv-doc's
-/// tree, imageio's green-screen cockatoo), and a small model does not learn it away
+/// `tanh(1.1 x)` instead (see `init.rs`), which costs a clip with large still areas near black
+/// or white up to 8 dB (opencv-doc's tree, pymecavideo's balle-jbart), and a small model does
+/// not learn it away
 /// (`docs/training.md`, "Fitting real clips"). `Clamp` copies exactly.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum PixelHead {
