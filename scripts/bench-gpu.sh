@@ -10,14 +10,14 @@
 #                                              # the script on a software Vulkan (lavapipe)
 #
 # Needs a Vulkan loader and driver (an NVIDIA driver brings both; `vulkaninfo --summary` shows
-# the adapter). DEVICE=cuda needs a cmdv built with `--features cuda` (see docs/benchmarks.md).
+# the adapter). DEVICE=cuda needs a cmdv built with `--features cuda` (see docs/cli.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE="${DEVICE:-vulkan}"
 SIZE="${SIZE:-paper}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cmd-target}"
 cargo build --release --workspace
-cmdv=("$CARGO_TARGET_DIR/release/cmdv")
+cmdv="$CARGO_TARGET_DIR/release/cmdv"
 
 echo "== machine"
 if command -v nvidia-smi >/dev/null; then
@@ -30,7 +30,7 @@ fi
 row() {
   echo
   echo "== cmdv $*"
-  "${cmdv[@]}" "$@" --device "$DEVICE"
+  "$cmdv" "$@" --device "$DEVICE"
 }
 
 case "$SIZE" in

@@ -1,6 +1,7 @@
 //! Half precision: on a device configured for f16 (the CPU, and wgpu's `shader-f16`; its own
-//! test process, since a device's float type is set once for the whole process), the f32 Stable Diffusion folder loads into f16
-//! weights and text-to-image sampling stays close to diffusers' f32 result.
+//! test process, since a device's float type is set once for the whole process), the f32
+//! Stable Diffusion folder loads into f16 weights and text-to-image sampling stays close to
+//! diffusers' f32 result.
 
 mod common;
 
@@ -14,7 +15,7 @@ fn half_precision_sampling_is_close_to_the_f32_reference() {
     device
         .configure(FloatDType::F16)
         .expect("the CPU backend computes in f16");
-    sample_in_half(&device);
+    sample_in_half(device);
 }
 
 /// The same on wgpu (on a machine without a GPU, Mesa's lavapipe), where f16 runs as WGSL's
@@ -28,12 +29,11 @@ fn half_precision_sampling_on_wgpu_is_close_to_the_f32_reference() {
     device
         .configure(FloatDType::F16)
         .expect("the wgpu adapter computes in f16 (shader-f16)");
-    sample_in_half(&device);
+    sample_in_half(device);
 }
 
 /// Loads the f32 folder into f16 on `device` and samples, within 1e-2 of diffusers' f32 image.
-fn sample_in_half(device: &Device) {
-    let device = device.clone();
+fn sample_in_half(device: Device) {
     let dir = common::reference("sd_tiny");
     let mut read = |path: &str| Ok(std::fs::read(dir.join(path)).ok());
     let sd = StableDiffusion::load(&mut read, &device).unwrap();

@@ -442,16 +442,23 @@ fn bench_generate_prints_every_stage() {
     ] {
         assert!(out.contains(row), "{row}: {out}");
     }
-    let shipped = ok(&[
-        "bench",
-        "generate",
-        "--preset",
-        "teaching",
-        "--steps",
-        "1",
-        "--motion-steps",
-        "1",
-    ]);
+    // The shipped model, one step each, with `extra` flags.
+    let run_shipped = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "generate",
+            "--preset",
+            "teaching",
+            "--steps",
+            "1",
+            "--motion-steps",
+            "1",
+        ];
+        args.extend(extra);
+        ok(&args)
+    };
+    let shipped = run_shipped(&[]);
+    let half = run_shipped(&["--half"]);
     assert!(
         shipped.starts_with("the shipped teaching model"),
         "{shipped}"
@@ -459,17 +466,6 @@ fn bench_generate_prints_every_stage() {
     assert!(shipped.contains("| content | 1 |"), "{shipped}");
     assert!(shipped.contains("device Cpu f32,"), "{shipped}");
     // --half computes in f16 (the teaching model's f16 weights stay f16).
-    let half = ok(&[
-        "bench",
-        "generate",
-        "--preset",
-        "teaching",
-        "--steps",
-        "1",
-        "--motion-steps",
-        "1",
-        "--half",
-    ]);
     assert!(half.contains("device Cpu f16,"), "{half}");
     assert!(half.contains("| decode | 1 |"), "{half}");
     let err = fails(&["bench", "generate", "--preset", "ucf64"]);

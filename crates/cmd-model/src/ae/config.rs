@@ -19,8 +19,7 @@ pub enum OutputMode {
 /// white, so a decoder that starts as a copy of the content frame starts with the curve
 /// `tanh(1.1 x)` instead (see `init.rs`), which costs a clip with large still areas near black
 /// or white up to 8 dB (opencv-doc's tree, pymecavideo's balle-jbart), and a small model does
-/// not learn it away
-/// (`docs/training.md`, "Fitting real clips"). `Clamp` copies exactly.
+/// not learn it away (`docs/training.md`, "Fitting real clips"). `Clamp` copies exactly.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum PixelHead {
     /// `2 sigmoid(y) - 1`, the spec's (and every model saved before this choice existed).
