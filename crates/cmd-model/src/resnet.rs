@@ -7,6 +7,8 @@ use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
+use crate::kernels;
+
 /// A `k x k` convolution with "same" padding.
 pub fn conv2d(cin: usize, cout: usize, k: usize, device: &Device) -> Conv2d {
     Conv2dConfig::new([cin, cout], [k, k])
@@ -70,14 +72,17 @@ impl Resnet {
     /// # Shapes
     /// - x: `[B, cin, H, W]`, temb: `[B, T]`; output `[B, cout, H, W]`
     pub fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
-        let mut h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let mut h = kernels::conv2d(
+            &self.conv1,
+            kernels::group_norm(&self.norm1, x.clone(), true),
+        );
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
             let [b, c] = [h.dims()[0], h.dims()[1]];
             h = h + proj.forward(silu(temb.clone())).reshape([b, c, 1, 1]);
         }
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let h = kernels::conv2d(&self.conv2, kernels::group_norm(&self.norm2, h, true));
         let x = match &self.conv_shortcut {
-            Some(conv) => conv.forward(x),
+            Some(conv) => kernels::conv2d(conv, x),
             None => x,
         };
         x + h

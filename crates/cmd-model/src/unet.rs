@@ -455,7 +455,7 @@ impl Transformer2d {
     /// - x: `[B, C, H, W]`, context: `[B, S, cross_attention_dim]`; output like x
     fn forward(&self, x: Tensor<4>, context: &Tensor<3>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let normed = self.norm.forward(x.clone());
+        let normed = kernels::group_norm(&self.norm, x.clone(), false);
         // b c h w -> b (h w) c, with the projection before (conv) or after (linear).
         let to_tokens = |t: Tensor<4>| t.reshape([b, c, h * w]).swap_dims(1, 2);
         let mut tokens = match &self.proj_in {
@@ -562,7 +562,7 @@ impl Unet {
             .linear_2
             .forward(silu(self.time_embedding.linear_1.forward(t)));
         // 2. Down path, keeping every intermediate state for the skips.
-        let mut h = self.conv_in.forward(sample);
+        let mut h = kernels::conv2d(&self.conv_in, sample);
         let mut skips = vec![h.clone()];
         for block in &self.down_blocks {
             for (j, resnet) in block.resnets.iter().enumerate() {
@@ -573,7 +573,7 @@ impl Unet {
                 skips.push(h.clone());
             }
             for down in &block.downsamplers {
-                h = down.conv.forward(h);
+                h = kernels::conv2d(&down.conv, h);
                 skips.push(h.clone());
             }
         }
@@ -592,10 +592,13 @@ impl Unet {
                 }
             }
             for up in &block.upsamplers {
-                h = up.conv.forward(upsample_nearest(h));
+                h = kernels::conv2d(&up.conv, upsample_nearest(h));
             }
         }
         // 5. Output.
-        self.conv_out.forward(silu(self.conv_norm_out.forward(h)))
+        kernels::conv2d(
+            &self.conv_out,
+            kernels::group_norm(&self.conv_norm_out, h, true),
+        )
     }
 }

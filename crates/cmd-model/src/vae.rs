@@ -6,12 +6,12 @@
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
+use crate::kernels;
 use crate::resnet::{Resnet, conv2d, downsample_conv, upsample_nearest};
 
 /// The fields of a diffusers `AutoencoderKL` `config.json` the model needs.
@@ -326,9 +326,7 @@ impl SpatialAttention {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         // b c h w -> b 1 (h w) c
-        let tokens = self
-            .group_norm
-            .forward(x.clone())
+        let tokens = kernels::group_norm(&self.group_norm, x.clone(), false)
             .reshape([b, c, h * w])
             .swap_dims(1, 2);
         let heads = |lin: &Linear| lin.forward(tokens.clone()).unsqueeze_dim::<4>(1);
@@ -363,17 +361,17 @@ impl Vae {
     /// - x: `[B, C, H, W]` in `[-1, 1]`
     pub fn encode_mean(&self, x: Tensor<4>) -> Tensor<4> {
         let e = &self.encoder;
-        let mut h = e.conv_in.forward(x);
+        let mut h = kernels::conv2d(&e.conv_in, x);
         for block in &e.down_blocks {
             for resnet in &block.resnets {
                 h = resnet.forward(h, None);
             }
             for down in &block.downsamplers {
-                h = down.conv.forward(h);
+                h = kernels::conv2d(&down.conv, h);
             }
         }
         let h = e.mid_block.forward(h);
-        let moments = e.conv_out.forward(silu(e.conv_norm_out.forward(h)));
+        let moments = kernels::conv2d(&e.conv_out, kernels::group_norm(&e.conv_norm_out, h, true));
         let moments = match &self.quant_conv {
             Some(conv) => conv.forward(moments),
             None => moments,
@@ -402,15 +400,15 @@ impl Vae {
             Some(conv) => conv.forward(z),
             None => z,
         };
-        let mut h = d.mid_block.forward(d.conv_in.forward(z));
+        let mut h = d.mid_block.forward(kernels::conv2d(&d.conv_in, z));
         for block in &d.up_blocks {
             for resnet in &block.resnets {
                 h = resnet.forward(h, None);
             }
             for up in &block.upsamplers {
-                h = up.conv.forward(upsample_nearest(h));
+                h = kernels::conv2d(&up.conv, upsample_nearest(h));
             }
         }
-        d.conv_out.forward(silu(d.conv_norm_out.forward(h)))
+        kernels::conv2d(&d.conv_out, kernels::group_norm(&d.conv_norm_out, h, true))
     }
 }

@@ -22,7 +22,6 @@ pub struct Attention {
     to_qkv: Linear,
     to_out: Linear,
     heads: usize,
-    head_dim: usize,
 }
 
 impl Attention {
@@ -38,7 +37,6 @@ impl Attention {
                 .with_initializer(Initializer::Zeros)
                 .init(device),
             heads,
-            head_dim,
         }
     }
 
@@ -48,16 +46,8 @@ impl Attention {
     /// - x: `[batch, n, dim]`, with `n` the positions of `rope`
     /// - output: `[batch, n, dim]`
     pub fn forward(&self, x: Tensor<3>, rope: &Rotary) -> Tensor<3> {
-        let [b, n, _] = x.dims();
-        let (h, dh) = (self.heads, self.head_dim);
-        let qkv = self.to_qkv.forward(self.norm.forward(x.clone())); // (b, n, 3*h*dh)
-        // b n (three h dh) -> three b h n dh
-        let qkv = qkv.reshape([b, n, 3, h, dh]).permute([2, 0, 3, 1, 4]);
-        let q = rope.apply(qkv.clone().narrow(0, 0, 1).squeeze_dim(0));
-        let k = rope.apply(qkv.clone().narrow(0, 1, 1).squeeze_dim(0));
-        let v = qkv.narrow(0, 2, 1).squeeze_dim::<4>(0);
-        let out = kernels::attention(q, k, v); // (b h n dh)
-        let out = out.swap_dims(1, 2).reshape([b, n, h * dh]); // b n (h dh)
+        let qkv = self.to_qkv.forward(self.norm.forward(x.clone())); // b n (three h dh)
+        let out = rope.attention(qkv, self.heads); // b n (h dh)
         x + self.to_out.forward(out)
     }
 }

@@ -9,6 +9,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::kernels;
+
 /// Precomputed cosines and sines for a sequence of positions, each `[n, head_dim]`.
 #[derive(Debug, Clone)]
 pub struct Rotary {
@@ -64,10 +66,13 @@ impl Rotary {
     /// - x: `[batch, heads, n, head_dim]` with `n` the number of positions of this embedding
     /// - output: same as x
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
-        let [n, d] = self.cos.dims();
-        let cos = self.cos.clone().reshape([1, 1, n, d]);
-        let sin = self.sin.clone().reshape([1, 1, n, d]);
-        x.clone() * cos + rotate_half(x) * sin
+        kernels::rope(x, &self.cos, &self.sin)
+    }
+
+    /// Multi-head self-attention of packed `qkv [B, n, 3 H head_dim]` with these positions on
+    /// queries and keys (see [`kernels::rope_attention`]); returns `[B, n, H head_dim]`.
+    pub fn attention(&self, qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+        kernels::rope_attention(qkv, heads, &self.cos, &self.sin)
     }
 }
 
@@ -76,14 +81,6 @@ fn frequencies(count: usize, width: usize, base: f64) -> Vec<f64> {
     (0..count)
         .map(|i| base.powf(-2.0 * i as f64 / width as f64))
         .collect()
-}
-
-/// `[x1, x2] -> [-x2, x1]` on the last axis.
-fn rotate_half(x: Tensor<4>) -> Tensor<4> {
-    let d = x.dims()[3];
-    let x1 = x.clone().narrow(3, 0, d / 2);
-    let x2 = x.narrow(3, d / 2, d / 2);
-    Tensor::cat(vec![x2.neg(), x1], 3)
 }
 
 #[cfg(test)]

@@ -34,6 +34,46 @@ pub(super) fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as CpuOps>::gelu_tanh(x.into_dispatch()))
 }
 
+pub(super) fn group_norm(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    groups: usize,
+    epsilon: f64,
+    silu: bool,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as CpuOps>::group_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        groups,
+        epsilon,
+        silu,
+    ))
+}
+
+pub(super) fn conv3x3(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as CpuOps>::conv3x3(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    ))
+}
+
+pub(super) fn rope_attention(
+    qkv: Tensor<3>,
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+    heads: usize,
+) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as CpuOps>::rope_attention(
+        qkv.into_dispatch(),
+        cos.into_dispatch(),
+        sin.into_dispatch(),
+        heads,
+    ))
+}
+
 pub(super) fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as CpuOps>::attention(
         q.into_dispatch(),
@@ -49,6 +89,31 @@ pub trait CpuOps: Backend {
     fn geglu(h: FloatTensor<Self>) -> FloatTensor<Self>;
     /// The tanh approximation of GELU, elementwise.
     fn gelu_tanh(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// GroupNorm of `x [B, C, ...]` in `groups` groups with per-channel `gamma` and `beta`
+    /// (`[C]`), followed by SiLU when `silu`.
+    fn group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        epsilon: f64,
+        silu: bool,
+    ) -> FloatTensor<Self>;
+    /// A 3x3 convolution of `x [B, C, H, W]` with stride 1, padding 1 and one group:
+    /// `weight [O, C, 3, 3]`, `bias [O]`.
+    fn conv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// Self-attention of packed projections `qkv [B, N, 3 H d]` in `heads` heads, with the
+    /// rotary tables `cos`, `sin` `[N, d]` on queries and keys; returns `[B, N, H d]`.
+    fn rope_attention(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        heads: usize,
+    ) -> FloatTensor<Self>;
     /// `softmax(q k^T / sqrt(d)) v` for `q [B, H, N, d]`, `k [B, H, M, d]`, `v [B, H, M, e]`.
     fn attention(
         q: FloatTensor<Self>,
@@ -69,15 +134,18 @@ impl CpuOps for Flex {
         let mut out = vec![0.0f32; input.len() / 2];
         if half > 0 {
             let rows = rows_per_task(half);
-            par_rows(&mut out, input, rows * half, rows * width, &|o, i| {
-                simd(|| {
-                    for (o, i) in o.chunks_exact_mut(half).zip(i.chunks_exact(width)) {
-                        let (a, g) = i.split_at(half);
-                        for ((o, a), g) in o.iter_mut().zip(a).zip(g) {
-                            *o = a * gelu(*g);
+            par_rows(&mut out, input, rows * half, rows * width, &|_, o, i| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (o, i) in o.chunks_exact_mut(half).zip(i.chunks_exact(width)) {
+                            let (a, g) = i.split_at(half);
+                            for ((o, a), g) in o.iter_mut().zip(a).zip(g) {
+                                *o = a * gelu(*g);
+                            }
                         }
-                    }
-                })
+                    },
+                )
             });
         }
         tensor(out, dims)
@@ -88,14 +156,223 @@ impl CpuOps for Flex {
         let dims = x.layout().shape().to_vec();
         let input = values(&x);
         let mut out = vec![0.0f32; input.len()];
-        par_rows(&mut out, input, 1 << 14, 1 << 14, &|o, i| {
-            simd(|| {
-                for (o, x) in o.iter_mut().zip(i) {
-                    *o = gelu_tanh_one(*x);
-                }
-            })
+        par_rows(&mut out, input, 1 << 14, 1 << 14, &|_, o, i| {
+            simd(
+                #[inline(always)]
+                || {
+                    for (o, x) in o.iter_mut().zip(i) {
+                        *o = gelu_tanh_one(*x);
+                    }
+                },
+            )
         });
         tensor(out, dims)
+    }
+
+    fn group_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        groups: usize,
+        epsilon: f64,
+        silu: bool,
+    ) -> FlexTensor {
+        let (x, gamma, beta) = (
+            x.to_contiguous(),
+            gamma.to_contiguous(),
+            beta.to_contiguous(),
+        );
+        let dims = x.layout().shape().to_vec();
+        let channels = dims.get(1).copied().unwrap_or(0);
+        assert!(
+            groups > 0 && channels % groups == 0,
+            "group_norm: {channels} channels in {groups} groups"
+        );
+        let spatial: usize = dims[2..].iter().product();
+        let per_group = channels / groups * spatial;
+        let (input, gamma, beta) = (values(&x), values(&gamma), values(&beta));
+        let mut out = vec![0.0f32; input.len()];
+        if per_group > 0 {
+            par_rows(&mut out, input, per_group, per_group, &|k, o, i| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        let (mean, var) = mean_var(i);
+                        let inv = 1.0 / (var + epsilon).sqrt();
+                        let first = (k % groups) * (channels / groups);
+                        let rows = o.chunks_exact_mut(spatial).zip(i.chunks_exact(spatial));
+                        for (c, (o, i)) in rows.enumerate() {
+                            let scale = (gamma[first + c] as f64 * inv) as f32;
+                            let (mean, shift) = (mean as f32, beta[first + c]);
+                            for (o, x) in o.iter_mut().zip(i) {
+                                let y = (x - mean) * scale + shift;
+                                *o = if silu { y / (1.0 + exp(-y)) } else { y };
+                            }
+                        }
+                    },
+                )
+            });
+        }
+        tensor(out, dims)
+    }
+
+    /// Without im2col: each image is zero-padded once to rows of `W + 2`, and on that grid the
+    /// input under kernel tap `(ky, kx)` is the same buffer shifted by `ky (W + 2) + kx`, a
+    /// plain matrix `[C, H (W + 2)]`. Nine matrix products accumulate the taps into
+    /// `[O, H (W + 2)]`, whose two extra columns per row are then dropped.
+    fn conv3x3(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        let (x, weight, bias) = (
+            x.to_contiguous(),
+            weight.to_contiguous(),
+            bias.to_contiguous(),
+        );
+        let [b, c, h, w] = dims4(&x);
+        let [o, ci, kh, kw] = dims4(&weight);
+        assert!(
+            ci == c && kh == 3 && kw == 3,
+            "conv3x3: weight [{o}, {ci}, {kh}, {kw}] for {c} channels"
+        );
+        let (xs, ws, bs) = (values(&x), values(&weight), values(&bias));
+        let row = w + 2;
+        // Two more values, so the last tap's shifted window stays inside the buffer.
+        let plane = (h + 2) * row + 2;
+        let n = h * row;
+        let mut out = vec![0.0f32; b * o * h * w];
+        if out.is_empty() {
+            return tensor(out, vec![b, o, h, w]);
+        }
+        // Every image padded once; the border stays zero.
+        let mut padded = vec![0.0f32; b * c * plane];
+        for (src, dst) in xs.chunks_exact(h * w).zip(padded.chunks_exact_mut(plane)) {
+            for (y, src) in src.chunks_exact(w).enumerate() {
+                dst[(y + 1) * row + 1..][..w].copy_from_slice(src);
+            }
+        }
+        // Tasks: each image's outputs in `parts` blocks of `per` channels, so that batch 1
+        // keeps both threads busy too.
+        let parts = (1..=o)
+            .rev()
+            .find(|p| o % p == 0 && *p <= threads().div_ceil(b))
+            .unwrap_or(1);
+        let per = o / parts;
+        let task = |out: &mut [f32], k: usize, full: &mut Vec<f32>| {
+            let (image, first) = (k / parts, k % parts * per);
+            let input = &padded[image * c * plane..][..c * plane];
+            full.resize(per * n, 0.0);
+            for tap in 0..9 {
+                let shift = tap / 3 * row + tap % 3;
+                // SAFETY: `full` is `[per, n]` row-major; the weights of a tap are `[per, c]`
+                // with strides `(9, 9 c)` from offset `9 c first + tap`; the shifted input is
+                // `[c, n]` with strides `(1, plane)` from offset `shift`, whose last value
+                // read, `shift + (c - 1) plane + n - 1`, is inside `input` (see `plane`).
+                unsafe {
+                    gemm::gemm(
+                        per,
+                        n,
+                        c,
+                        full.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        tap > 0,
+                        ws.as_ptr().add(9 * c * first + tap),
+                        9,
+                        (9 * c) as isize,
+                        input.as_ptr().add(shift),
+                        1,
+                        plane as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+            let rows = out.chunks_exact_mut(h * w).zip(full.chunks_exact(n));
+            for ((out, full), bias) in rows.zip(&bs[first..first + per]) {
+                for (out, full) in out.chunks_exact_mut(w).zip(full.chunks_exact(row)) {
+                    for (out, v) in out.iter_mut().zip(full) {
+                        *out = v + bias;
+                    }
+                }
+            }
+        };
+        for_each_task(&mut out, per * h * w, &task);
+        tensor(out, vec![b, o, h, w])
+    }
+
+    /// One task per sequence: each head's rotated queries and keys and its values are
+    /// gathered from the packed rows once, and its output is written straight into its
+    /// columns of `[N, H d]`, so none of the permuted copies of the tensor version are made.
+    fn rope_attention(
+        qkv: FlexTensor,
+        cos: FlexTensor,
+        sin: FlexTensor,
+        heads: usize,
+    ) -> FlexTensor {
+        let (qkv, cos, sin) = (
+            qkv.to_contiguous(),
+            cos.to_contiguous(),
+            sin.to_contiguous(),
+        );
+        let dims = qkv.layout().shape().to_vec();
+        let [b, n, width] = dims[..] else {
+            panic!("rope_attention takes qkv [batch, positions, 3 heads width], got {dims:?}");
+        };
+        let d = width / (3 * heads.max(1));
+        assert!(
+            heads > 0 && width == 3 * heads * d && d % 2 == 0,
+            "rope_attention: width {width} is not 3 x {heads} heads of an even width"
+        );
+        assert_eq!(
+            cos.layout().shape().to_vec(),
+            [n, d],
+            "rope_attention: cos table"
+        );
+        assert_eq!(
+            sin.layout().shape().to_vec(),
+            [n, d],
+            "rope_attention: sin table"
+        );
+        let (xs, cos, sin) = (values(&qkv), values(&cos), values(&sin));
+        let inner = heads * d;
+        let mut out = vec![0.0f32; b * n * inner];
+        let scale = 1.0 / (d as f32).sqrt();
+        let sequence = |o: &mut [f32], i: usize, scratch: &mut Vec<f32>| {
+            let x = &xs[i * n * width..][..n * width];
+            scratch.resize(3 * n * d + n * n, 0.0);
+            let (q, rest) = scratch.split_at_mut(n * d);
+            let (k, rest) = rest.split_at_mut(n * d);
+            let (v, scores) = rest.split_at_mut(n * d);
+            for head in 0..heads {
+                simd(
+                    #[inline(always)]
+                    || {
+                        for t in 0..n {
+                            let (row, c, s) =
+                                (&x[t * width..], &cos[t * d..][..d], &sin[t * d..][..d]);
+                            let (qt, kt) = (&mut q[t * d..][..d], &mut k[t * d..][..d]);
+                            rotate_row(&row[head * d..][..d], c, s, qt);
+                            rotate_row(&row[inner + head * d..][..d], c, s, kt);
+                            v[t * d..][..d].copy_from_slice(&row[2 * inner + head * d..][..d]);
+                        }
+                    },
+                );
+                attend(
+                    [q, k, v],
+                    [n, n, d, d],
+                    scale,
+                    scores,
+                    &mut o[head * d..],
+                    inner,
+                );
+            }
+        };
+        if n * inner > 0 {
+            for_each_task(&mut out, n * inner, &sequence);
+        }
+        tensor(out, vec![b, n, inner])
     }
 
     fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor) -> FlexTensor {
@@ -107,72 +384,104 @@ impl CpuOps for Flex {
         let mut out = vec![0.0f32; b * h * n * e];
         let scale = 1.0 / (d as f32).sqrt();
         let head = |o: &mut [f32], i: usize, scores: &mut Vec<f32>| {
-            scores.resize(n * m, 0.0);
             let (q, k, v) = (
                 &qs[i * n * d..][..n * d],
                 &ks[i * m * d..][..m * d],
                 &vs[i * m * e..][..m * e],
             );
-            // SAFETY: every pointer spans its slice with the strides given, and `scores`,
-            // `o` do not alias the inputs.
-            unsafe {
-                // scores = scale * q k^T  (k read as a column-major [d, m])
-                gemm::gemm(
-                    n,
-                    m,
-                    d,
-                    scores.as_mut_ptr(),
-                    1,
-                    m as isize,
-                    false,
-                    q.as_ptr(),
-                    1,
-                    d as isize,
-                    k.as_ptr(),
-                    d as isize,
-                    1,
-                    0.0,
-                    scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            simd(|| {
-                for row in scores.chunks_exact_mut(m) {
-                    softmax_row(row);
-                }
-            });
-            // SAFETY: as above.
-            unsafe {
-                gemm::gemm(
-                    n,
-                    e,
-                    m,
-                    o.as_mut_ptr(),
-                    1,
-                    e as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    m as isize,
-                    v.as_ptr(),
-                    1,
-                    e as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            scores.resize(n * m, 0.0);
+            attend([q, k, v], [n, m, d, e], scale, scores, o, e);
         };
         if n * e > 0 {
-            for_each_head(&mut out, n * e, &head);
+            for_each_task(&mut out, n * e, &head);
         }
         tensor(out, vec![b, h, n, e])
+    }
+}
+
+/// One head of attention, `o = softmax(scale q k^T) v` for contiguous `q [n, d]`, `k [m, d]`
+/// and `v [m, e]`, into the rows of `o` that start every `row` values (`row >= e`).
+fn attend(
+    [q, k, v]: [&[f32]; 3],
+    [n, m, d, e]: [usize; 4],
+    scale: f32,
+    scores: &mut [f32],
+    o: &mut [f32],
+    row: usize,
+) {
+    assert!(q.len() >= n * d && k.len() >= m * d && v.len() >= m * e);
+    assert!(scores.len() == n * m && (n == 0 || o.len() >= (n - 1) * row + e));
+    // SAFETY: every pointer spans its slice with the strides given (checked above), and
+    // `scores`, `o` do not alias the inputs.
+    unsafe {
+        // scores = scale * q k^T  (k read as a column-major [d, m])
+        gemm::gemm(
+            n,
+            m,
+            d,
+            scores.as_mut_ptr(),
+            1,
+            m as isize,
+            false,
+            q.as_ptr(),
+            1,
+            d as isize,
+            k.as_ptr(),
+            d as isize,
+            1,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    simd(
+        #[inline(always)]
+        || {
+            for r in scores.chunks_exact_mut(m) {
+                softmax_row(r);
+            }
+        },
+    );
+    // SAFETY: as above.
+    unsafe {
+        gemm::gemm(
+            n,
+            e,
+            m,
+            o.as_mut_ptr(),
+            1,
+            row as isize,
+            false,
+            scores.as_ptr(),
+            1,
+            m as isize,
+            v.as_ptr(),
+            1,
+            e as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Rotates one head's row `x` ("rotate half"): `out = x cos + [-x2, x1] sin`.
+#[inline(always)]
+fn rotate_row(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
+    let half = x.len() / 2;
+    let (x1, x2) = x.split_at(half);
+    let (o1, o2) = out.split_at_mut(half);
+    let (c1, c2) = cos.split_at(half);
+    let (s1, s2) = sin.split_at(half);
+    for i in 0..half {
+        o1[i] = x1[i] * c1[i] - x2[i] * s1[i];
+        o2[i] = x2[i] * c2[i] + x1[i] * s2[i];
     }
 }
 
@@ -194,6 +503,14 @@ fn tensor(values: Vec<f32>, dims: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, Shape::from(dims)))
 }
 
+/// Threads of the pool the kernels run on (one on wasm).
+fn threads() -> usize {
+    #[cfg(not(target_family = "wasm"))]
+    return rayon::current_num_threads();
+    #[cfg(target_family = "wasm")]
+    1
+}
+
 /// Rows of `width` outputs per task: about 16 K outputs, at least one row.
 fn rows_per_task(width: usize) -> usize {
     ((1 << 14) / width).max(1)
@@ -205,44 +522,50 @@ fn par_rows(
     input: &[f32],
     out_chunk: usize,
     in_chunk: usize,
-    f: &(dyn Fn(&mut [f32], &[f32]) + Sync),
+    f: &(dyn Fn(usize, &mut [f32], &[f32]) + Sync),
 ) {
     #[cfg(not(target_family = "wasm"))]
     {
         use rayon::prelude::*;
         out.par_chunks_mut(out_chunk)
             .zip(input.par_chunks(in_chunk))
-            .for_each(|(o, i)| f(o, i));
+            .enumerate()
+            .for_each(|(k, (o, i))| f(k, o, i));
     }
     #[cfg(target_family = "wasm")]
-    for (o, i) in out.chunks_mut(out_chunk).zip(input.chunks(in_chunk)) {
-        f(o, i);
+    for (k, (o, i)) in out
+        .chunks_mut(out_chunk)
+        .zip(input.chunks(in_chunk))
+        .enumerate()
+    {
+        f(k, o, i);
     }
 }
 
-/// One head of attention: `(out_chunk, head index, scratch)`.
-type HeadFn<'a> = dyn Fn(&mut [f32], usize, &mut Vec<f32>) + Sync + 'a;
+/// One task (a head of attention, a block of a convolution): `(out_chunk, index, scratch)`.
+type TaskFn<'a> = dyn Fn(&mut [f32], usize, &mut Vec<f32>) + Sync + 'a;
 
-/// `head(out_chunk, index, scratch)` for each head's `chunk` outputs, on the thread pool.
-fn for_each_head(out: &mut [f32], chunk: usize, head: &HeadFn<'_>) {
+/// `task(out_chunk, index, scratch)` for each `chunk` of `out`, on the thread pool.
+fn for_each_task(out: &mut [f32], chunk: usize, task: &TaskFn<'_>) {
     #[cfg(not(target_family = "wasm"))]
     {
         use rayon::prelude::*;
         out.par_chunks_mut(chunk)
             .enumerate()
-            .for_each_init(Vec::new, |scratch, (i, o)| head(o, i, scratch));
+            .for_each_init(Vec::new, |scratch, (i, o)| task(o, i, scratch));
     }
     #[cfg(target_family = "wasm")]
     {
         let mut scratch = Vec::new();
         for (i, o) in out.chunks_mut(chunk).enumerate() {
-            head(o, i, &mut scratch);
+            task(o, i, &mut scratch);
         }
     }
 }
 
-/// Runs `f` compiled for AVX2 + FMA when the CPU has them (the loops in `f` are inlined into
-/// that copy and vectorised), else as built.
+/// Runs `f` compiled for AVX2 + FMA when the CPU has them, else as built. Mark the closure
+/// `#[inline(always)]`: only a closure inlined into the AVX2 copy is compiled for it (without
+/// the mark LLVM kept the softmax and GELU loops out of line, as SSE code, seen in `perf`).
 #[inline(always)]
 fn simd<F: FnOnce()>(f: F) {
     #[cfg(target_arch = "x86_64")]
@@ -317,6 +640,29 @@ fn gelu_tanh_one(x: f32) -> f32 {
     0.5 * x * (1.0 + tanh)
 }
 
+/// Mean and (biased) variance of `x`, as GroupNorm takes them: the variance about the mean.
+#[inline(always)]
+fn mean_var(x: &[f32]) -> (f64, f64) {
+    let n = x.len().max(1) as f64;
+    let mean = lanes_sum(x, |v| v) / n;
+    let m = mean as f32;
+    (mean, lanes_sum(x, |v| (v - m) * (v - m)) / n)
+}
+
+/// `Σ f(v)` over `x`: eight running `f32` lanes (so the loop vectorises), added up in `f64`.
+#[inline(always)]
+fn lanes_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut lanes = [0.0f32; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += f(*v);
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|v| f(*v) as f64).sum();
+    lanes.iter().map(|l| *l as f64).sum::<f64>() + tail
+}
+
 /// In-place softmax of one row, with eight running lanes so the reductions vectorise.
 #[inline(always)]
 fn softmax_row(row: &mut [f32]) {
@@ -389,6 +735,73 @@ mod tests {
         assert!(max_diff(geglu(h.clone()), super::super::geglu_tensor(h)) < 1e-5);
         let x = Tensor::<3>::random([3, 7, 1000], normal, &dev).swap_dims(1, 2);
         assert!(max_diff(gelu_tanh(x.clone()), gelu_approximate(x)) < 1e-5);
+    }
+
+    #[test]
+    fn rope_attention_equals_the_tensor_version() {
+        let dev = Device::flex();
+        let normal = Distribution::Normal(0.0, 1.0);
+        // 3 sequences of 10 positions, 2 heads of 6; the packed rows come strided.
+        let qkv = Tensor::<3>::random([3, 36, 10], normal, &dev).swap_dims(1, 2);
+        let angles = Tensor::<2>::random([10, 6], Distribution::Uniform(-3.0, 3.0), &dev);
+        let (cos, sin) = (angles.clone().cos(), angles.sin());
+        let want = super::super::rope_attention_tensor(qkv.clone(), 2, &cos, &sin);
+        let got = super::super::rope_attention(qkv, 2, &cos, &sin);
+        assert_eq!(got.dims(), [3, 10, 12]);
+        assert!(max_diff(got, want) < 1e-5);
+    }
+
+    #[test]
+    fn conv3x3_equals_burns_conv2d() {
+        let dev = Device::flex();
+        let conv_strided = |cin, cout, bias, stride| {
+            burn::nn::conv::Conv2dConfig::new([cin, cout], [3, 3])
+                .with_stride([stride, stride])
+                .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(bias)
+                .init(&dev)
+        };
+        let conv = |cin, cout, bias| conv_strided(cin, cout, bias, 1);
+        let normal = Distribution::Normal(0.0, 1.0);
+        // Batch 2, not square, more outputs than inputs; a strided (permuted) input; one row.
+        for (x, conv) in [
+            (
+                Tensor::<4>::random([2, 5, 7, 9], normal, &dev),
+                conv(5, 8, true),
+            ),
+            (
+                Tensor::<4>::random([1, 6, 11, 3], normal, &dev).swap_dims(2, 3),
+                conv(6, 4, false),
+            ),
+            (
+                Tensor::<4>::random([1, 2, 1, 4], normal, &dev),
+                conv(2, 3, true),
+            ),
+        ] {
+            assert!(super::super::conv3x3_applies(&conv));
+            let want = conv.forward(x.clone());
+            let got = super::super::conv2d(&conv, x);
+            assert_eq!(got.dims(), want.dims());
+            assert!(max_diff(got, want) < 1e-5);
+        }
+        assert!(!super::super::conv3x3_applies(&conv_strided(2, 3, true, 2)));
+    }
+
+    #[test]
+    fn group_norm_equals_burns_group_norm_then_silu() {
+        let dev = Device::flex();
+        // A permuted input (strided), an offset far from zero, random affine parameters.
+        let x = Tensor::<4>::random([2, 9, 7, 12], Distribution::Normal(3.0, 2.0), &dev)
+            .swap_dims(1, 3);
+        let mut norm = burn::nn::GroupNormConfig::new(4, 12).init(&dev);
+        let affine = |t: Tensor<1>| Tensor::<1>::random(t.dims(), Distribution::Default, &dev);
+        norm.gamma = norm.gamma.map(|p| p.map(affine));
+        norm.beta = norm.beta.map(|p| p.map(affine));
+        for silu in [false, true] {
+            let want = super::super::group_norm_tensor(&norm, x.clone(), silu);
+            let got = super::super::group_norm(&norm, x.clone(), silu);
+            assert!(max_diff(got, want) < 1e-5, "silu {silu}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! - [`content_frame`]: the fused softmax-over-time weighted sum (spec section 1).
 //! - [`rgba8`]: float frames packed into canvas pixels.
 //!
-//! The CPU kernels ([`attention`], [`geglu`], [`gelu_tanh`]) follow the same rule on Flex
+//! The CPU kernels ([`attention`], [`rope_attention`], [`conv2d`], [`geglu`], [`gelu_tanh`], [`group_norm`]) follow the same rule on Flex
 //! devices: `f32`, no autodiff, and the crate's `cpu` feature; elsewhere the tensor versions run.
 
 #[cfg(feature = "cpu")]
@@ -19,7 +19,9 @@ mod cpu;
 #[cfg(feature = "wgsl")]
 mod wgsl;
 
-use burn::tensor::activation::{gelu, gelu_approximate, softmax};
+use burn::nn::conv::Conv2d;
+use burn::nn::{GroupNorm, PaddingConfig2d};
+use burn::tensor::activation::{self, gelu, gelu_approximate, softmax};
 use burn::tensor::module;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -55,6 +57,57 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     attention_tensor(q, k, v)
 }
 
+/// Multi-head self-attention of packed projections, with rotary positions on queries and
+/// keys: `qkv [B, N, 3 H d]` holds the queries, keys and values, each `H` heads of `d`
+/// side by side; `cos`, `sin` `[N, d]` are the rotary tables ("rotate half": channel `i`
+/// pairs with `i + d/2`). Runs the CPU kernel where it can (see the module docs) and the
+/// score matrix of a head fits in 1 MiB: one pass, without the permuted copies of the tensor
+/// version. Elsewhere [`rope_attention_tensor`].
+///
+/// # Shapes
+/// - qkv: `[B, N, 3 H d]`; returns `[B, N, H d]`, the heads side by side
+pub fn rope_attention(qkv: Tensor<3>, heads: usize, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<3> {
+    #[cfg(feature = "cpu")]
+    if cpu::applies(&qkv)
+        && cpu::applies(cos)
+        && cpu::applies(sin)
+        && qkv.dims()[1].pow(2) <= cpu::MAX_SCORES
+    {
+        return cpu::rope_attention(qkv, cos.clone(), sin.clone(), heads);
+    }
+    rope_attention_tensor(qkv, heads, cos, sin)
+}
+
+/// [`rope_attention`] with tensor operations: split the heads, [`rope`], [`attention`] and
+/// merge the heads.
+pub fn rope_attention_tensor(
+    qkv: Tensor<3>,
+    heads: usize,
+    cos: &Tensor<2>,
+    sin: &Tensor<2>,
+) -> Tensor<3> {
+    let [b, n, width] = qkv.dims();
+    let d = width / (3 * heads);
+    // b n (three h d) -> three b h n d
+    let qkv = qkv.reshape([b, n, 3, heads, d]).permute([2, 0, 3, 1, 4]);
+    let part = |i| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0);
+    let out = attention(rope(part(0), cos, sin), rope(part(1), cos, sin), part(2));
+    out.swap_dims(1, 2).reshape([b, n, heads * d])
+}
+
+/// Rotary positions ("rotate half"): `x cos + [-x2, x1] sin` over the last axis.
+///
+/// # Shapes
+/// - x: `[B, H, N, d]`, cos and sin: `[N, d]`; returns the shape of x
+pub fn rope(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
+    let [n, d] = cos.dims();
+    let cos = cos.clone().reshape([1, 1, n, d]);
+    let sin = sin.clone().reshape([1, 1, n, d]);
+    let x1 = x.clone().narrow(3, 0, d / 2);
+    let x2 = x.clone().narrow(3, d / 2, d / 2);
+    x * cos + Tensor::cat(vec![x2.neg(), x1], 3) * sin
+}
+
 /// [`attention`] as burn's fused op: the reference the CPU kernel must equal.
 pub fn attention_tensor(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     module::attention(q, k, v, None, None, AttentionModuleOptions::default())
@@ -78,6 +131,66 @@ pub fn geglu_tensor<const D: usize>(h: Tensor<D>) -> Tensor<D> {
     let width = h.dims()[D - 1] / 2;
     let a = h.clone().narrow(D - 1, 0, width);
     a * gelu(h.narrow(D - 1, width, width))
+}
+
+/// `conv` applied to `x`. Runs the CPU kernel (no im2col, see `cpu.rs`) for 3x3 convolutions
+/// with stride 1 and padding 1 (every convolution of the diffusers ResNets and the UNet's
+/// and VAE's input and output convolutions) where it can (see the module docs); elsewhere
+/// burn's `conv2d`.
+///
+/// # Shapes
+/// - x: `[B, C, H, W]`; returns `[B, O, H', W']`
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "cpu")]
+    if conv3x3_applies(conv) {
+        let weight = conv.weight.val();
+        let bias = match &conv.bias {
+            Some(bias) => bias.val(),
+            None => Tensor::zeros([weight.dims()[0]], &weight.device()),
+        };
+        if cpu::applies(&x) && cpu::applies(&weight) && cpu::applies(&bias) {
+            return cpu::conv3x3(x, weight, bias);
+        }
+    }
+    conv.forward(x)
+}
+
+/// Whether `conv` is a 3x3 convolution with stride 1, padding 1 on every side, no dilation
+/// and one group: the shape the CPU kernel of [`conv2d`] takes.
+pub fn conv3x3_applies(conv: &Conv2d) -> bool {
+    // `Same` pads a 3x3, stride-1 convolution by one on every side.
+    let padding = matches!(
+        conv.padding,
+        PaddingConfig2d::Explicit(1, 1, 1, 1) | PaddingConfig2d::Same
+    );
+    padding
+        && conv.kernel_size == [3, 3]
+        && conv.stride == [1, 1]
+        && conv.dilation == [1, 1]
+        && conv.groups == 1
+}
+
+/// `norm` (a GroupNorm) of `x`, then SiLU when `silu`: diffusers' ResNet and output norms in
+/// one pass over the data instead of about ten. Runs the CPU kernel where it can (see the
+/// module docs) and the norm has its affine parameters.
+///
+/// # Shapes
+/// - x: `[B, C, H, W]`; returns the same
+pub fn group_norm(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
+    #[cfg(feature = "cpu")]
+    if let (Some(gamma), Some(beta)) = (&norm.gamma, &norm.beta) {
+        let (gamma, beta) = (gamma.val(), beta.val());
+        if cpu::applies(&x) && cpu::applies(&gamma) && cpu::applies(&beta) {
+            return cpu::group_norm(x, gamma, beta, norm.num_groups, norm.epsilon, silu);
+        }
+    }
+    group_norm_tensor(norm, x, silu)
+}
+
+/// [`group_norm`] as burn's `GroupNorm` and `silu`.
+pub fn group_norm_tensor(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
+    let y = norm.forward(x);
+    if silu { activation::silu(y) } else { y }
 }
 
 /// The tanh approximation of GELU (DiT's MLP). Runs the CPU kernel where it can.
