@@ -374,18 +374,8 @@ struct FinalLayer {
     adaln_modulation: Linear,
 }
 
-/// LayerNorm without learned scale and bias (DiT's `elementwise_affine=False`), eps 1e-6.
-fn norm(x: Tensor<3>) -> Tensor<3> {
-    let mean = x.clone().mean_dim(2);
-    let centred = x - mean;
-    let var = centred.clone().powi_scalar(2).mean_dim(2);
-    centred / (var + 1e-6).sqrt()
-}
-
-/// `x * (1 + scale) + shift`, with `shift`/`scale` of shape `[B, D]` broadcast over tokens.
-fn modulate(x: Tensor<3>, shift: Tensor<2>, scale: Tensor<2>) -> Tensor<3> {
-    x * (scale.unsqueeze_dim::<3>(1) + 1.0) + shift.unsqueeze_dim(1)
-}
+/// DiT's LayerNorm without learned scale and bias (`elementwise_affine=False`): eps 1e-6.
+const NORM_EPS: f64 = 1e-6;
 
 impl SelfAttention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
@@ -413,11 +403,14 @@ impl DitBlock {
             scale_mlp,
             gate_mlp,
         ] = <[Tensor<2>; 6]>::try_from(m).expect("six modulation vectors");
-        let h = self
-            .attn
-            .forward(modulate(norm(x.clone()), shift_msa, scale_msa));
+        let h = self.attn.forward(kernels::modulated_norm(
+            x.clone(),
+            shift_msa,
+            scale_msa,
+            NORM_EPS,
+        ));
         let x = x + gate_msa.unsqueeze_dim(1) * h;
-        let h = modulate(norm(x.clone()), shift_mlp, scale_mlp);
+        let h = kernels::modulated_norm(x.clone(), shift_mlp, scale_mlp, NORM_EPS);
         let h = self
             .mlp
             .fc2
@@ -532,7 +525,9 @@ impl MotionDit {
             <[Tensor<2>; 2]>::try_from(f.adaln_modulation.forward(silu(c)).chunk(2, 1))
                 .expect("two modulation vectors");
         let h = h.narrow(1, 0, n);
-        let out = f.linear.forward(modulate(norm(h), shift, scale));
+        let out = f
+            .linear
+            .forward(kernels::modulated_norm(h, shift, scale, NORM_EPS));
         unpatchify(out.unsqueeze_dim(1), p, rows, cols).squeeze_dim::<4>(1)
     }
 }

@@ -74,6 +74,20 @@ pub(super) fn rope_attention(
     ))
 }
 
+pub(super) fn modulated_norm(
+    x: Tensor<3>,
+    shift: Tensor<2>,
+    scale: Tensor<2>,
+    epsilon: f64,
+) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as CpuOps>::modulated_norm(
+        x.into_dispatch(),
+        shift.into_dispatch(),
+        scale.into_dispatch(),
+        epsilon,
+    ))
+}
+
 pub(super) fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as CpuOps>::attention(
         q.into_dispatch(),
@@ -113,6 +127,14 @@ pub trait CpuOps: Backend {
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
         heads: usize,
+    ) -> FloatTensor<Self>;
+    /// LayerNorm without affine parameters of `x [B, N, D]` (over `D`), then
+    /// `* (1 + scale) + shift` with `shift`, `scale` `[B, D]` broadcast over the `N` tokens.
+    fn modulated_norm(
+        x: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        epsilon: f64,
     ) -> FloatTensor<Self>;
     /// `softmax(q k^T / sqrt(d)) v` for `q [B, H, N, d]`, `k [B, H, M, d]`, `v [B, H, M, e]`.
     fn attention(
@@ -373,6 +395,56 @@ impl CpuOps for Flex {
             for_each_task(&mut out, n * inner, &sequence);
         }
         tensor(out, vec![b, n, inner])
+    }
+
+    fn modulated_norm(
+        x: FlexTensor,
+        shift: FlexTensor,
+        scale: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        let (x, shift, scale) = (
+            x.to_contiguous(),
+            shift.to_contiguous(),
+            scale.to_contiguous(),
+        );
+        let dims = x.layout().shape().to_vec();
+        let [b, n, d] = dims[..] else {
+            panic!("modulated_norm takes x [batch, tokens, width], got {dims:?}");
+        };
+        for t in [&shift, &scale] {
+            assert_eq!(
+                t.layout().shape().to_vec(),
+                [b, d],
+                "modulated_norm: shift, scale"
+            );
+        }
+        let (input, shift, scale) = (values(&x), values(&shift), values(&scale));
+        let mut out = vec![0.0f32; input.len()];
+        if d > 0 {
+            let rows = rows_per_task(d);
+            par_rows(&mut out, input, rows * d, rows * d, &|k, o, i| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        let rows = o.chunks_exact_mut(d).zip(i.chunks_exact(d));
+                        for (j, (o, i)) in rows.enumerate() {
+                            let batch = (k * rows_per_task(d) + j) / n;
+                            let (shift, scale) =
+                                (&shift[batch * d..][..d], &scale[batch * d..][..d]);
+                            let (mean, var) = mean_var(i);
+                            let (mean, inv) = (mean as f32, (1.0 / (var + epsilon).sqrt()) as f32);
+                            for (((o, x), shift), scale) in
+                                o.iter_mut().zip(i).zip(shift).zip(scale)
+                            {
+                                *o = (x - mean) * inv * (1.0 + scale) + shift;
+                            }
+                        }
+                    },
+                )
+            });
+        }
+        tensor(out, dims)
     }
 
     fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor) -> FlexTensor {
@@ -749,6 +821,20 @@ mod tests {
         let got = super::super::rope_attention(qkv, 2, &cos, &sin);
         assert_eq!(got.dims(), [3, 10, 12]);
         assert!(max_diff(got, want) < 1e-5);
+    }
+
+    #[test]
+    fn modulated_norm_equals_the_tensor_version() {
+        let dev = Device::flex();
+        // Batch 3 of 700 tokens (rows of several tasks), offset far from zero, strided.
+        let x =
+            Tensor::<3>::random([3, 40, 700], Distribution::Normal(5.0, 3.0), &dev).swap_dims(1, 2);
+        let shift = Tensor::<2>::random([3, 40], Distribution::Default, &dev);
+        let scale = Tensor::<2>::random([3, 40], Distribution::Default, &dev);
+        let want =
+            super::super::modulated_norm_tensor(x.clone(), shift.clone(), scale.clone(), 1e-6);
+        let got = super::super::modulated_norm(x, shift, scale, 1e-6);
+        assert!(max_diff(got, want) < 1e-4);
     }
 
     #[test]

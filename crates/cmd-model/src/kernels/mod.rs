@@ -11,7 +11,8 @@
 //! - [`content_frame`]: the fused softmax-over-time weighted sum (spec section 1).
 //! - [`rgba8`]: float frames packed into canvas pixels.
 //!
-//! The CPU kernels ([`attention`], [`rope_attention`], [`conv2d`], [`geglu`], [`gelu_tanh`], [`group_norm`]) follow the same rule on Flex
+//! The CPU kernels ([`attention`], [`rope_attention`], [`conv2d`], [`geglu`], [`gelu_tanh`],
+//! [`group_norm`], [`modulated_norm`]) follow the same rule on Flex
 //! devices: `f32`, no autodiff, and the crate's `cpu` feature; elsewhere the tensor versions run.
 
 #[cfg(feature = "cpu")]
@@ -191,6 +192,34 @@ pub fn group_norm(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
 pub fn group_norm_tensor(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
     let y = norm.forward(x);
     if silu { activation::silu(y) } else { y }
+}
+
+/// DiT's adaLN: LayerNorm without affine parameters (over the last axis, `epsilon` in the
+/// variance), then `* (1 + scale) + shift` per clip. Runs the CPU kernel where it can (see
+/// the module docs): one pass instead of ten operations.
+///
+/// # Shapes
+/// - x: `[B, N, D]`; shift, scale: `[B, D]`, broadcast over the `N` tokens; returns `[B, N, D]`
+pub fn modulated_norm(x: Tensor<3>, shift: Tensor<2>, scale: Tensor<2>, epsilon: f64) -> Tensor<3> {
+    #[cfg(feature = "cpu")]
+    if cpu::applies(&x) && cpu::applies(&shift) && cpu::applies(&scale) {
+        return cpu::modulated_norm(x, shift, scale, epsilon);
+    }
+    modulated_norm_tensor(x, shift, scale, epsilon)
+}
+
+/// [`modulated_norm`] with tensor operations.
+pub fn modulated_norm_tensor(
+    x: Tensor<3>,
+    shift: Tensor<2>,
+    scale: Tensor<2>,
+    epsilon: f64,
+) -> Tensor<3> {
+    let mean = x.clone().mean_dim(2);
+    let centred = x - mean;
+    let var = centred.clone().powi_scalar(2).mean_dim(2);
+    let normed = centred / (var + epsilon).sqrt();
+    normed * (scale.unsqueeze_dim::<3>(1) + 1.0) + shift.unsqueeze_dim(1)
 }
 
 /// The tanh approximation of GELU (DiT's MLP). Runs the CPU kernel where it can.
