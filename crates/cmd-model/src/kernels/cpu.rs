@@ -12,9 +12,9 @@ use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::{Backend, Dispatch, DispatchDevice, backend_extension, tensor::FloatTensor};
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 
-/// Largest score matrix (query x key positions) per head that [`attention`] materialises
-/// (1 MiB of `f32`, as Flex's own limit); longer sequences take burn's tiled attention.
-pub(super) const MAX_SCORES: usize = 256 * 1024;
+/// Most scores (query x key positions) the attention kernels hold at once per thread: 1 MiB
+/// of `f32`. Longer sequences go through in blocks of queries (see [`attend`]).
+const MAX_SCORES: usize = 256 * 1024;
 
 /// Whether `device` is a Flex (CPU) device without autodiff.
 pub(super) fn runs_on(device: &Device) -> bool {
@@ -363,7 +363,7 @@ impl CpuOps for Flex {
         let scale = 1.0 / (d as f32).sqrt();
         let sequence = |o: &mut [f32], i: usize, scratch: &mut Vec<f32>| {
             let x = &xs[i * n * width..][..n * width];
-            scratch.resize(3 * n * d + n * n, 0.0);
+            scratch.resize(3 * n * d + scores_len(n, n), 0.0);
             let (q, rest) = scratch.split_at_mut(n * d);
             let (k, rest) = rest.split_at_mut(n * d);
             let (v, scores) = rest.split_at_mut(n * d);
@@ -461,7 +461,7 @@ impl CpuOps for Flex {
                 &ks[i * m * d..][..m * d],
                 &vs[i * m * e..][..m * e],
             );
-            scores.resize(n * m, 0.0);
+            scores.resize(scores_len(n, m), 0.0);
             attend([q, k, v], [n, m, d, e], scale, scores, o, e);
         };
         if n * e > 0 {
@@ -471,8 +471,21 @@ impl CpuOps for Flex {
     }
 }
 
+/// Query rows per block of [`attend`]: as many as keep the block's scores within
+/// [`MAX_SCORES`], at least one.
+fn query_block(n: usize, m: usize) -> usize {
+    (MAX_SCORES / m.max(1)).clamp(1, n.max(1))
+}
+
+/// Scratch values [`attend`] needs for `n` queries and `m` keys.
+fn scores_len(n: usize, m: usize) -> usize {
+    query_block(n, m) * m
+}
+
 /// One head of attention, `o = softmax(scale q k^T) v` for contiguous `q [n, d]`, `k [m, d]`
-/// and `v [m, e]`, into the rows of `o` that start every `row` values (`row >= e`).
+/// and `v [m, e]`, into the rows of `o` that start every `row` values (`row >= e`). The
+/// queries go in blocks (see [`query_block`]): each block's rows of scores are whole, so the
+/// softmax is exact, and long sequences need no more than [`MAX_SCORES`] of scratch.
 fn attend(
     [q, k, v]: [&[f32]; 3],
     [n, m, d, e]: [usize; 4],
@@ -482,7 +495,32 @@ fn attend(
     row: usize,
 ) {
     assert!(q.len() >= n * d && k.len() >= m * d && v.len() >= m * e);
-    assert!(scores.len() == n * m && (n == 0 || o.len() >= (n - 1) * row + e));
+    assert!(scores.len() >= scores_len(n, m) && (n == 0 || o.len() >= (n - 1) * row + e));
+    let block = query_block(n, m);
+    for first in (0..n).step_by(block) {
+        let rows = block.min(n - first);
+        let q = &q[first * d..][..rows * d];
+        let o = &mut o[first * row..];
+        attend_block(
+            [q, k, v],
+            [rows, m, d, e],
+            scale,
+            &mut scores[..rows * m],
+            o,
+            row,
+        );
+    }
+}
+
+/// [`attend`] for one block of `n` queries, with `scores` of exactly `n m` values.
+fn attend_block(
+    [q, k, v]: [&[f32]; 3],
+    [n, m, d, e]: [usize; 4],
+    scale: f32,
+    scores: &mut [f32],
+    o: &mut [f32],
+    row: usize,
+) {
     // SAFETY: every pointer spans its slice with the strides given (checked above), and
     // `scores`, `o` do not alias the inputs.
     unsafe {
@@ -803,6 +841,14 @@ mod tests {
             let got = attention(q, k, v);
             assert!(max_diff(got, want) < 1e-5);
         }
+        // Longer than one block of queries: 600 x 600 scores, blocks of 436 rows.
+        let (q, k) = (
+            Tensor::<4>::random([1, 1, 600, 8], normal, &dev),
+            Tensor::<4>::random([1, 1, 600, 8], normal, &dev),
+        );
+        let v = Tensor::<4>::random([1, 1, 600, 5], normal, &dev);
+        let want = super::super::attention_tensor(q.clone(), k.clone(), v.clone());
+        assert!(max_diff(attention(q, k, v), want) < 1e-5);
         let h = Tensor::<3>::random([3, 5, 40], normal, &dev).narrow(2, 4, 34);
         assert!(max_diff(geglu(h.clone()), super::super::geglu_tensor(h)) < 1e-5);
         let x = Tensor::<3>::random([3, 7, 1000], normal, &dev).swap_dims(1, 2);

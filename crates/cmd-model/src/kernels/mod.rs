@@ -40,19 +40,15 @@ pub fn runs_cpu(device: &Device) -> bool {
 }
 
 /// Scaled dot-product attention `softmax(q k^T / sqrt(d)) v`, without mask. Runs the CPU
-/// kernel where it can (see the module docs) and the score matrix of a head fits in 1 MiB;
-/// elsewhere burn's `attention`.
+/// kernel where it can (see the module docs; any length: the queries go in blocks of at most
+/// 1 MiB of scores), elsewhere burn's `attention`.
 ///
 /// # Shapes
 /// - q: `[B, H, N, d]`, k: `[B, H, M, d]`, v: `[B, H, M, e]`
 /// - returns `[B, H, N, e]`
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "cpu")]
-    if cpu::applies(&q)
-        && cpu::applies(&k)
-        && cpu::applies(&v)
-        && q.dims()[2] * k.dims()[2] <= cpu::MAX_SCORES
-    {
+    if cpu::applies(&q) && cpu::applies(&k) && cpu::applies(&v) {
         return cpu::attention(q, k, v);
     }
     attention_tensor(q, k, v)
@@ -61,19 +57,14 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
 /// Multi-head self-attention of packed projections, with rotary positions on queries and
 /// keys: `qkv [B, N, 3 H d]` holds the queries, keys and values, each `H` heads of `d`
 /// side by side; `cos`, `sin` `[N, d]` are the rotary tables ("rotate half": channel `i`
-/// pairs with `i + d/2`). Runs the CPU kernel where it can (see the module docs) and the
-/// score matrix of a head fits in 1 MiB: one pass, without the permuted copies of the tensor
-/// version. Elsewhere [`rope_attention_tensor`].
+/// pairs with `i + d/2`). Runs the CPU kernel where it can (see the module docs): one pass,
+/// without the permuted copies of the tensor version. Elsewhere [`rope_attention_tensor`].
 ///
 /// # Shapes
 /// - qkv: `[B, N, 3 H d]`; returns `[B, N, H d]`, the heads side by side
 pub fn rope_attention(qkv: Tensor<3>, heads: usize, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<3> {
     #[cfg(feature = "cpu")]
-    if cpu::applies(&qkv)
-        && cpu::applies(cos)
-        && cpu::applies(sin)
-        && qkv.dims()[1].pow(2) <= cpu::MAX_SCORES
-    {
+    if cpu::applies(&qkv) && cpu::applies(cos) && cpu::applies(sin) {
         return cpu::rope_attention(qkv, cos.clone(), sin.clone(), heads);
     }
     rope_attention_tensor(qkv, heads, cos, sin)
