@@ -434,9 +434,9 @@ impl CpuOps for Flex {
                 simd(
                     #[inline(always)]
                     || {
-                        let rows = o.chunks_exact_mut(d).zip(i.chunks_exact(d));
-                        for (j, (o, i)) in rows.enumerate() {
-                            let batch = (k * rows_per_task(d) + j) / n;
+                        let pairs = o.chunks_exact_mut(d).zip(i.chunks_exact(d));
+                        for (j, (o, i)) in pairs.enumerate() {
+                            let batch = (k * rows + j) / n;
                             let (shift, scale) =
                                 (&shift[batch * d..][..d], &scale[batch * d..][..d]);
                             let (mean, var) = mean_var(i);
@@ -613,7 +613,7 @@ fn dims4(t: &FlexTensor) -> [usize; 4] {
         .shape()
         .to_vec()
         .try_into()
-        .expect("attention takes [batch, heads, positions, width] tensors")
+        .expect("a kernel of four axes was given another rank")
 }
 
 fn tensor(values: Vec<f32>, dims: Vec<usize>) -> FlexTensor {

@@ -134,13 +134,14 @@ pub fn geglu_tensor<const D: usize>(h: Tensor<D>) -> Tensor<D> {
 /// - x: `[B, C, H, W]`; returns `[B, O, H', W']`
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "cpu")]
-    if conv3x3_applies(conv) {
+    if conv3x3_applies(conv) && cpu::applies(&x) {
         let weight = conv.weight.val();
+        // Only a convolution without bias makes one, and only where the kernel runs.
         let bias = match &conv.bias {
             Some(bias) => bias.val(),
             None => Tensor::zeros([weight.dims()[0]], &weight.device()),
         };
-        if cpu::applies(&x) && cpu::applies(&weight) && cpu::applies(&bias) {
+        if cpu::applies(&weight) && cpu::applies(&bias) {
             return cpu::conv3x3(x, weight, bias);
         }
     }
@@ -170,9 +171,9 @@ pub fn conv3x3_applies(conv: &Conv2d) -> bool {
 /// - x: `[B, C, H, W]`; returns the same
 pub fn group_norm(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
     #[cfg(feature = "cpu")]
-    if let (Some(gamma), Some(beta)) = (&norm.gamma, &norm.beta) {
+    if let (Some(gamma), Some(beta), true) = (&norm.gamma, &norm.beta, cpu::applies(&x)) {
         let (gamma, beta) = (gamma.val(), beta.val());
-        if cpu::applies(&x) && cpu::applies(&gamma) && cpu::applies(&beta) {
+        if cpu::applies(&gamma) && cpu::applies(&beta) {
             return cpu::group_norm(x, gamma, beta, norm.num_groups, norm.epsilon, silu);
         }
     }
