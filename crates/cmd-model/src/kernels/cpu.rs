@@ -677,19 +677,28 @@ fn for_each_task(out: &mut [f32], chunk: usize, task: &TaskFn<'_>) {
     }
 }
 
-/// Runs `f` compiled for AVX2 + FMA when the CPU has them, else as built. Mark the closure
-/// `#[inline(always)]`: only a closure inlined into the AVX2 copy is compiled for it (without
-/// the mark LLVM kept the softmax and GELU loops out of line, as SSE code, seen in `perf`).
+/// Runs `f` compiled for AVX-512 (F, VL, BW, DQ) or else AVX2 + FMA when the CPU has them,
+/// else as built. Mark the closure `#[inline(always)]`: only a closure inlined into the
+/// feature-enabled copy is compiled for it (without the mark LLVM kept the softmax and GELU
+/// loops out of line, as SSE code, seen in `perf`).
 #[inline(always)]
 fn simd<F: FnOnce()>(f: F) {
     #[cfg(target_arch = "x86_64")]
     {
+        use std::arch::is_x86_feature_detected as has;
+        #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+        unsafe fn with_avx512<F: FnOnce()>(f: F) {
+            f()
+        }
         #[target_feature(enable = "avx2,fma")]
         unsafe fn with_avx2<F: FnOnce()>(f: F) {
             f()
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512dq") {
+            // SAFETY: the CPU has the features just checked.
+            return unsafe { with_avx512(f) };
+        }
+        if has!("avx2") && has!("fma") {
             // SAFETY: the CPU has the features just checked.
             return unsafe { with_avx2(f) };
         }
