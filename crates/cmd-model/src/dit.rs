@@ -378,17 +378,16 @@ struct FinalLayer {
 const NORM_EPS: f64 = 1e-6;
 
 impl SelfAttention {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    /// The heads' outputs side by side, before `proj` (the block applies it with its gate).
+    fn heads(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let (h, dh) = (self.heads, d / self.heads);
-        let qkv = self
-            .qkv
-            .forward(x)
+        let qkv = kernels::linear(&self.qkv, x)
             .reshape([b, n, 3, h, dh])
             .permute([2, 0, 3, 1, 4]);
         let part = |i| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0);
         let out = kernels::attention(part(0), part(1), part(2));
-        self.proj.forward(out.swap_dims(1, 2).reshape([b, n, d]))
+        out.swap_dims(1, 2).reshape([b, n, d])
     }
 }
 
@@ -403,19 +402,16 @@ impl DitBlock {
             scale_mlp,
             gate_mlp,
         ] = <[Tensor<2>; 6]>::try_from(m).expect("six modulation vectors");
-        let h = self.attn.forward(kernels::modulated_norm(
+        let h = self.attn.heads(kernels::modulated_norm(
             x.clone(),
             shift_msa,
             scale_msa,
             NORM_EPS,
         ));
-        let x = x + gate_msa.unsqueeze_dim(1) * h;
+        let x = kernels::gated_linear_add(&self.attn.proj, h, gate_msa, x);
         let h = kernels::modulated_norm(x.clone(), shift_mlp, scale_mlp, NORM_EPS);
-        let h = self
-            .mlp
-            .fc2
-            .forward(kernels::gelu_tanh(self.mlp.fc1.forward(h)));
-        x + gate_mlp.unsqueeze_dim(1) * h
+        let h = kernels::gelu_tanh(kernels::linear(&self.mlp.fc1, h));
+        kernels::gated_linear_add(&self.mlp.fc2, h, gate_mlp, x)
     }
 }
 

@@ -477,9 +477,11 @@ impl Transformer2d {
 impl BasicTransformerBlock {
     fn forward(&self, x: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
         let n1 = self.norm1.forward(x.clone());
-        let x = x + self.attn1.forward(n1.clone(), &n1);
-        let x = x.clone() + self.attn2.forward(self.norm2.forward(x), context);
-        x.clone() + self.ff.forward(self.norm3.forward(x))
+        let x = self.attn1.forward(n1.clone(), &n1, x);
+        let x = self
+            .attn2
+            .forward(self.norm2.forward(x.clone()), context, x);
+        self.ff.forward(self.norm3.forward(x.clone()), x)
     }
 }
 
@@ -495,27 +497,31 @@ impl CrossAttention {
         }
     }
 
-    /// x: `[B, N, dim]` attends to context `[B, S, context_dim]`.
-    fn forward(&self, x: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
+    /// `residual +` what x `[B, N, dim]` draws from context `[B, S, context_dim]`.
+    fn forward(&self, x: Tensor<3>, context: &Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let h = self.heads;
         let split = |t: Tensor<3>| {
             let [b, s, d] = t.dims();
             t.reshape([b, s, h, d / h]).swap_dims(1, 2) // b h s dh
         };
-        let q = split(self.to_q.forward(x));
-        let k = split(self.to_k.forward(context.clone()));
-        let v = split(self.to_v.forward(context.clone()));
+        let q = split(kernels::linear(&self.to_q, x));
+        let k = split(kernels::linear(&self.to_k, context.clone()));
+        let v = split(kernels::linear(&self.to_v, context.clone()));
         let out = kernels::attention(q, k, v);
-        self.to_out[0].forward(out.swap_dims(1, 2).reshape([b, n, d]))
+        kernels::linear_add(
+            &self.to_out[0],
+            out.swap_dims(1, 2).reshape([b, n, d]),
+            residual,
+        )
     }
 }
 
 impl FeedForward {
-    /// GEGLU: `proj_out(a * gelu(g))` with `[a, g] = proj_in(x)`.
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.proj_out
-            .forward(kernels::geglu(self.proj_in.forward(x)))
+    /// GEGLU: `residual + proj_out(a * gelu(g))` with `[a, g] = proj_in(x)`.
+    fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        let h = kernels::geglu(kernels::linear(&self.proj_in, x));
+        kernels::linear_add(&self.proj_out, h, residual)
     }
 }
 

@@ -46,9 +46,9 @@ impl Attention {
     /// - x: `[batch, n, dim]`, with `n` the positions of `rope`
     /// - output: `[batch, n, dim]`
     pub fn forward(&self, x: Tensor<3>, rope: &Rotary) -> Tensor<3> {
-        let qkv = self.to_qkv.forward(self.norm.forward(x.clone())); // b n (three h dh)
+        let qkv = kernels::linear(&self.to_qkv, self.norm.forward(x.clone())); // b n (three h dh)
         let out = rope.attention(qkv, self.heads); // b n (h dh)
-        x + self.to_out.forward(out)
+        kernels::linear_add(&self.to_out, out, x)
     }
 }
 
@@ -77,8 +77,8 @@ impl FeedForward {
     /// # Shapes
     /// - x: `[..., dim]`, output the same
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let h = self.proj_in.forward(self.norm.forward(x.clone()));
-        x + self.proj_out.forward(kernels::geglu(h))
+        let h = kernels::linear(&self.proj_in, self.norm.forward(x.clone()));
+        kernels::linear_add(&self.proj_out, kernels::geglu(h), x)
     }
 }
 

@@ -81,6 +81,48 @@ pub(super) fn rope_attention(
     ))
 }
 
+pub(super) fn linear<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Tensor<1>,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as CpuOps>::linear(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    ))
+}
+
+pub(super) fn linear_add<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Tensor<1>,
+    residual: Tensor<D>,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as CpuOps>::linear_add(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        residual.into_dispatch(),
+    ))
+}
+
+pub(super) fn gated_linear_add(
+    x: Tensor<3>,
+    weight: Tensor<2>,
+    bias: Tensor<1>,
+    gate: Tensor<2>,
+    residual: Tensor<3>,
+) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as CpuOps>::gated_linear_add(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        gate.into_dispatch(),
+        residual.into_dispatch(),
+    ))
+}
+
 pub(super) fn modulated_norm(
     x: Tensor<3>,
     shift: Tensor<2>,
@@ -134,6 +176,29 @@ pub trait CpuOps: Backend {
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
         heads: usize,
+    ) -> FloatTensor<Self>;
+    /// `x W + b` over the last axis of `x [..., K]`: `weight [K, N]`, `bias [N]`; returns
+    /// `[..., N]`.
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// `residual + x W + b`, with `residual` of the output's shape.
+    fn linear_add(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// `residual + gate * (x W + b)` for `x [B, T, K]`, with `gate [B, N]` broadcast over the
+    /// `T` tokens and `residual [B, T, N]` (DiT's gated residual branches).
+    fn gated_linear_add(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        gate: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
     /// LayerNorm without affine parameters of `x [B, N, D]` (over `D`), then
     /// `* (1 + scale) + shift` with `shift`, `scale` `[B, D]` broadcast over the `N` tokens.
@@ -404,6 +469,29 @@ impl CpuOps for Flex {
         tensor(out, vec![b, n, inner])
     }
 
+    fn linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        linear_into(x, weight, bias, Residual::None)
+    }
+
+    fn linear_add(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        residual: FlexTensor,
+    ) -> FlexTensor {
+        linear_into(x, weight, bias, Residual::Add(residual))
+    }
+
+    fn gated_linear_add(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        gate: FlexTensor,
+        residual: FlexTensor,
+    ) -> FlexTensor {
+        linear_into(x, weight, bias, Residual::Gated { gate, residual })
+    }
+
     fn modulated_norm(
         x: FlexTensor,
         shift: FlexTensor,
@@ -476,6 +564,157 @@ impl CpuOps for Flex {
         }
         tensor(out, vec![b, h, n, e])
     }
+}
+
+/// What a [`linear_into`] product is added to.
+enum Residual {
+    /// Nothing: `x W + b`.
+    None,
+    /// `residual + x W + b`.
+    Add(FlexTensor),
+    /// `residual + gate * (x W + b)`, `gate [B, N]` per batch of the `[B, T, N]` output.
+    Gated {
+        gate: FlexTensor,
+        residual: FlexTensor,
+    },
+}
+
+/// Products at least this large (multiply-adds) are split between threads, as Flex does.
+#[cfg(not(target_family = "wasm"))]
+const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
+
+/// Threads for a matrix product of `ops` multiply-adds: the pool's from [`PARALLEL_PRODUCT`]
+/// up, else (and on wasm) the calling thread's alone.
+fn product_parallelism(ops: usize) -> gemm::Parallelism {
+    #[cfg(not(target_family = "wasm"))]
+    if ops >= PARALLEL_PRODUCT {
+        return gemm::Parallelism::Rayon(threads());
+    }
+    let _ = ops;
+    gemm::Parallelism::None
+}
+
+/// `x W + b` and its residual forms in one product: the output starts as the bias (plus the
+/// residual) and the product is accumulated into it, so there is no separate bias or
+/// residual pass; the gated form scales the product and adds the residual in one pass.
+fn linear_into(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
+    residual: Residual,
+) -> FlexTensor {
+    let (x, weight, bias) = (
+        x.to_contiguous(),
+        weight.to_contiguous(),
+        bias.to_contiguous(),
+    );
+    let mut dims = x.layout().shape().to_vec();
+    let wdims = weight.layout().shape().to_vec();
+    let [k, n] = wdims[..] else {
+        panic!("linear takes a weight [inputs, outputs], got {wdims:?}");
+    };
+    assert_eq!(
+        dims.last().copied(),
+        Some(k),
+        "linear: input {dims:?} against weight {wdims:?}"
+    );
+    assert_eq!(bias.layout().shape().to_vec(), [n], "linear: bias");
+    let rows = dims[..dims.len() - 1].iter().product::<usize>();
+    *dims.last_mut().expect("at least one axis") = n;
+    let (xs, ws, bs) = (values(&x), values(&weight), values(&bias));
+    let sized = |t: &FlexTensor, what: &str| {
+        assert_eq!(t.layout().shape().to_vec(), dims, "linear: {what}");
+    };
+    let (mut out, gated) = match residual {
+        Residual::None => {
+            let mut out = Vec::with_capacity(rows * n);
+            for _ in 0..rows {
+                out.extend_from_slice(bs);
+            }
+            (out, None)
+        }
+        Residual::Add(residual) => {
+            sized(&residual, "residual");
+            let residual = residual.to_contiguous();
+            let mut out = Vec::with_capacity(rows * n);
+            if n > 0 {
+                simd(
+                    #[inline(always)]
+                    || {
+                        for r in values(&residual).chunks_exact(n) {
+                            out.extend(r.iter().zip(bs).map(|(r, b)| r + b));
+                        }
+                    },
+                );
+            }
+            (out, None)
+        }
+        Residual::Gated { gate, residual } => {
+            sized(&residual, "residual");
+            let [b, ..] = dims[..] else {
+                panic!("gated_linear_add takes x [batch, tokens, inputs], got {dims:?}");
+            };
+            assert_eq!(
+                gate.layout().shape().to_vec(),
+                [b, n],
+                "gated_linear_add: gate"
+            );
+            (
+                vec![0.0f32; rows * n],
+                Some((gate.to_contiguous(), residual.to_contiguous(), b)),
+            )
+        }
+    };
+    let parallelism = product_parallelism(rows * n * k);
+    if rows * n > 0 {
+        // SAFETY: `out` is `[rows, n]`, `xs` `[rows, k]` and `ws` `[k, n]`, all row-major
+        // and contiguous (checked above); `out` aliases neither input.
+        unsafe {
+            gemm::gemm(
+                rows,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                gated.is_none(),
+                xs.as_ptr(),
+                1,
+                k as isize,
+                ws.as_ptr(),
+                1,
+                n as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+    if let Some((gate, residual, batches)) = gated {
+        let (gs, rs) = (values(&gate), values(&residual));
+        let tokens = rows / batches.max(1);
+        if n > 0 {
+            let per = rows_per_task(n);
+            par_rows(&mut out, rs, per * n, per * n, &|t, o, r| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        let pairs = o.chunks_exact_mut(n).zip(r.chunks_exact(n));
+                        for (j, (o, r)) in pairs.enumerate() {
+                            let g = &gs[(t * per + j) / tokens * n..][..n];
+                            for (((o, r), g), b) in o.iter_mut().zip(r).zip(g).zip(bs) {
+                                *o = r + g * (*o + b);
+                            }
+                        }
+                    },
+                )
+            });
+        }
+    }
+    tensor(out, dims)
 }
 
 /// Query rows per block of [`attend`]: as many as keep the block's scores within
@@ -894,6 +1133,36 @@ mod tests {
             super::super::modulated_norm_tensor(x.clone(), shift.clone(), scale.clone(), 1e-6);
         let got = super::super::modulated_norm(x, shift, scale, 1e-6);
         assert!(max_diff(got, want) < 1e-4);
+    }
+
+    #[test]
+    fn linear_kernels_equal_linear_forward_and_the_adds() {
+        use burn::nn::LinearConfig;
+        let dev = Device::flex();
+        let normal = Distribution::Normal(0.0, 1.0);
+        // Large enough to split the product between threads; a bias-less layer too.
+        for (bias, tokens) in [(true, 700), (false, 5)] {
+            let linear = LinearConfig::new(48, 200).with_bias(bias).init(&dev);
+            // Strided, as the models pass them.
+            let x = Tensor::<3>::random([3, 48, tokens], normal, &dev).swap_dims(1, 2);
+            let residual = Tensor::<3>::random([3, 200, tokens], normal, &dev).swap_dims(1, 2);
+            let gate = Tensor::<2>::random([3, 200], normal, &dev);
+            let plain = linear.forward(x.clone());
+            let got = super::super::linear(&linear, x.clone());
+            assert!(max_diff(got, plain.clone()) < 1e-4);
+            let got = super::super::linear_add(&linear, x.clone(), residual.clone());
+            assert!(max_diff(got, residual.clone() + plain.clone()) < 1e-4);
+            let got = super::super::gated_linear_add(&linear, x, gate.clone(), residual.clone());
+            assert!(max_diff(got, residual + gate.unsqueeze_dim(1) * plain) < 1e-4);
+        }
+        // Rank 4 (the autoencoder's feed-forward) and rank 2.
+        let linear = LinearConfig::new(16, 24).init(&dev);
+        let x = Tensor::<4>::random([2, 3, 5, 16], normal, &dev);
+        let got = super::super::linear(&linear, x.clone());
+        assert!(max_diff(got, linear.forward(x)) < 1e-4);
+        let x = Tensor::<2>::random([7, 16], normal, &dev);
+        let got = super::super::linear(&linear, x.clone());
+        assert!(max_diff(got, linear.forward(x)) < 1e-4);
     }
 
     #[test]

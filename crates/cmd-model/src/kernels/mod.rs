@@ -11,8 +11,8 @@
 //! - [`content_frame`]: the fused softmax-over-time weighted sum (spec section 1).
 //! - [`rgba8`]: float frames packed into canvas pixels.
 //!
-//! The CPU kernels ([`attention`], [`rope_attention`], [`conv2d`], [`geglu`], [`gelu_tanh`],
-//! [`group_norm`], [`modulated_norm`]) follow the same rule on Flex
+//! The CPU kernels ([`attention`], [`rope_attention`], [`conv2d`], [`linear`], [`linear_add`],
+//! [`gated_linear_add`], [`geglu`], [`gelu_tanh`], [`group_norm`], [`modulated_norm`]) follow the same rule on Flex
 //! devices: `f32`, no autodiff, and the crate's `cpu` feature; elsewhere the tensor versions run.
 
 #[cfg(feature = "cpu")]
@@ -21,7 +21,7 @@ mod cpu;
 mod wgsl;
 
 use burn::nn::conv::Conv2d;
-use burn::nn::{GroupNorm, PaddingConfig2d};
+use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
 use burn::tensor::activation::{self, gelu, gelu_approximate, softmax};
 use burn::tensor::module;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -184,6 +184,69 @@ pub fn group_norm(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
 pub fn group_norm_tensor(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
     let y = norm.forward(x);
     if silu { activation::silu(y) } else { y }
+}
+
+/// The weight and bias of `linear` for the CPU kernels, when they and `x` can take them (a
+/// layer without bias gets zeros, made only here).
+#[cfg(feature = "cpu")]
+fn cpu_linear<const D: usize>(linear: &Linear, x: &Tensor<D>) -> Option<(Tensor<2>, Tensor<1>)> {
+    if !cpu::applies(x) {
+        return None;
+    }
+    let weight = linear.weight.val();
+    let bias = match &linear.bias {
+        Some(bias) => bias.val(),
+        None => Tensor::zeros([weight.dims()[1]], &weight.device()),
+    };
+    (cpu::applies(&weight) && cpu::applies(&bias)).then_some((weight, bias))
+}
+
+/// `linear` applied to `x`. Runs the CPU kernel where it can (see the module docs): the
+/// bias is the product's starting value, not a pass of its own; elsewhere `Linear::forward`.
+///
+/// # Shapes
+/// - x: `[..., K]`; returns `[..., N]`
+pub fn linear<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "cpu")]
+    if let Some((weight, bias)) = cpu_linear(linear, &x) {
+        return cpu::linear(x, weight, bias);
+    }
+    linear.forward(x)
+}
+
+/// `residual + linear(x)` (a residual branch's output projection). Runs the CPU kernel where
+/// it can (see the module docs): the product accumulates onto the residual, with no add pass.
+///
+/// # Shapes
+/// - x: `[..., K]`; residual: `[..., N]`; returns `[..., N]`
+pub fn linear_add<const D: usize>(linear: &Linear, x: Tensor<D>, residual: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "cpu")]
+    if let (Some((weight, bias)), true) = (cpu_linear(linear, &x), cpu::applies(&residual)) {
+        return cpu::linear_add(x, weight, bias, residual);
+    }
+    residual + linear.forward(x)
+}
+
+/// `residual + gate * linear(x)`, DiT's gated residual branch (`gate` per clip, broadcast
+/// over the tokens). Runs the CPU kernel where it can (see the module docs): the product,
+/// then one pass for the gate and the residual.
+///
+/// # Shapes
+/// - x: `[B, T, K]`; gate: `[B, N]`; residual: `[B, T, N]`; returns `[B, T, N]`
+pub fn gated_linear_add(
+    linear: &Linear,
+    x: Tensor<3>,
+    gate: Tensor<2>,
+    residual: Tensor<3>,
+) -> Tensor<3> {
+    #[cfg(feature = "cpu")]
+    if let (Some((weight, bias)), true) = (
+        cpu_linear(linear, &x),
+        cpu::applies(&gate) && cpu::applies(&residual),
+    ) {
+        return cpu::gated_linear_add(x, weight, bias, gate, residual);
+    }
+    residual + gate.unsqueeze_dim(1) * linear.forward(x)
 }
 
 /// DiT's adaLN: LayerNorm without affine parameters (over the last axis, `epsilon` in the
