@@ -596,6 +596,7 @@ fn product_parallelism(ops: usize) -> gemm::Parallelism {
     if ops >= PARALLEL_PRODUCT {
         return gemm::Parallelism::Rayon(threads());
     }
+    #[cfg(target_family = "wasm")]
     let _ = ops;
     gemm::Parallelism::None
 }

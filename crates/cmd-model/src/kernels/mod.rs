@@ -20,6 +20,8 @@ mod cpu;
 #[cfg(feature = "wgsl")]
 mod wgsl;
 
+#[cfg(feature = "cpu")]
+use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
 use burn::tensor::activation::{self, gelu, gelu_approximate, softmax};
@@ -136,11 +138,7 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "cpu")]
     if conv3x3_applies(conv) && cpu::applies(&x) {
         let weight = conv.weight.val();
-        // Only a convolution without bias makes one, and only where the kernel runs.
-        let bias = match &conv.bias {
-            Some(bias) => bias.val(),
-            None => Tensor::zeros([weight.dims()[0]], &weight.device()),
-        };
+        let bias = bias_or_zeros(conv.bias.as_ref(), weight.dims()[0], &weight.device());
         if cpu::applies(&weight) && cpu::applies(&bias) {
             return cpu::conv3x3(x, weight, bias);
         }
@@ -186,18 +184,21 @@ pub fn group_norm_tensor(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4
     if silu { activation::silu(y) } else { y }
 }
 
-/// The weight and bias of `linear` for the CPU kernels, when they and `x` can take them (a
-/// layer without bias gets zeros, made only here).
+/// A layer's bias for the CPU kernels, which always take one: zeros of `len` for a layer
+/// without (made only where a kernel runs).
+#[cfg(feature = "cpu")]
+fn bias_or_zeros(bias: Option<&Param<Tensor<1>>>, len: usize, device: &Device) -> Tensor<1> {
+    bias.map_or_else(|| Tensor::zeros([len], device), Param::val)
+}
+
+/// The weight and bias of `linear` for the CPU kernels, when they and `x` can take them.
 #[cfg(feature = "cpu")]
 fn cpu_linear<const D: usize>(linear: &Linear, x: &Tensor<D>) -> Option<(Tensor<2>, Tensor<1>)> {
     if !cpu::applies(x) {
         return None;
     }
     let weight = linear.weight.val();
-    let bias = match &linear.bias {
-        Some(bias) => bias.val(),
-        None => Tensor::zeros([weight.dims()[1]], &weight.device()),
-    };
+    let bias = bias_or_zeros(linear.bias.as_ref(), weight.dims()[1], &weight.device());
     (cpu::applies(&weight) && cpu::applies(&bias)).then_some((weight, bias))
 }
 
