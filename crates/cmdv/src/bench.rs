@@ -7,7 +7,9 @@ use anyhow::{Result, bail, ensure};
 use burn::tensor::{Device, Distribution, Tensor};
 use cmd_model::clip::ClipTextConfig;
 use cmd_model::dit::DitConfig;
-use cmd_model::pipelines::{CmdPipeline, Codec, GenerateOptions, Sampler, SamplingOptions, Stage};
+use cmd_model::pipelines::{
+    CmdPipeline, Codec, GenerateOptions, Sampler, SamplingOptions, Stage, guided, rows_of,
+};
 use cmd_model::schedulers::SchedulerConfig;
 use cmd_model::tokenizer::{CLIP_TOKENIZER_JSON, ClipTokenizer};
 use cmd_model::unet::UnetConfig;
@@ -374,8 +376,9 @@ fn bench_unet(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// One guided step of the motion DiT `--preset` (random weights): the conditional and null
-/// rows in one batch of 2, as the pipeline runs it. `tiny` gets the `tiny` autoencoder's
+/// One guided step of the motion DiT `--preset` (random weights), as the pipeline runs it
+/// ([`guided`]: the conditional and null rows in one batch of 2, or on the CPU two calls at
+/// once). `tiny` gets the `tiny` autoencoder's
 /// latents and text width 128; the paper's presets get SD1.5's at 512x512 (motion 8 x 16 x 64,
 /// content 4 x 64 x 64 in patches of 4, CLIP ViT-L text of width 768).
 fn bench_dit(args: &BenchArgs) -> Result<()> {
@@ -391,14 +394,18 @@ fn bench_dit(args: &BenchArgs) -> Result<()> {
     let dit = cfg.init(&device)?;
     let params = burn::module::Module::num_params(&dit);
     let normal = Distribution::Normal(0.0, 1.0);
-    let z = Tensor::<4>::random([2, motion[0], motion[1], motion[2]], normal, &device);
-    let frame = [2, content[0], content[1], content[2]];
+    let z = Tensor::<4>::random([1, motion[0], motion[1], motion[2]], normal, &device);
+    let frame = [1, content[0], content[1], content[2]];
     let frame = Tensor::<4>::random(frame, Distribution::Uniform(-1.0, 1.0), &device);
-    let text = Tensor::<2>::random([2, text_dim], normal, &device);
+    let text = Tensor::<2>::random([1, text_dim], normal, &device);
+    let null = text.zeros_like();
+    let network = |z, t: &[f64], rows| {
+        let frames = rows_of(rows, &frame, &frame);
+        dit.forward(z, t, frames, rows_of(rows, &null, &text))
+    };
     let mut peak = Peak::new(&device);
     let ms = timed(args.iters, &device, &mut peak, &mut || {
-        let eps = dit.forward(z.clone(), &[500.0, 500.0], frame.clone(), text.clone());
-        sync(&device, eps)
+        sync(&device, guided(&z, 500, 7.5, &network))
     })?;
     println!(
         "DiT {}/2 ({:.1} M parameters, random weights), motion {motion:?}, content {content:?}, \

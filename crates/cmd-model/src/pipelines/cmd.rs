@@ -22,7 +22,7 @@ use crate::unet::{Unet, UnetConfig};
 use crate::vae::{Vae, VaeConfig};
 use crate::{Autoencoder, Encoded};
 
-use super::denoise::{SampleLoop, SamplingOptions, guided};
+use super::denoise::{SampleLoop, SamplingOptions, guided, rows_of};
 use super::generation::Generation;
 use super::noise::standard_normal;
 use super::stable_diffusion::{SampleError, encode_prompt};
@@ -229,12 +229,8 @@ impl CmdPipeline {
         t: usize,
         guidance: f64,
     ) -> Tensor<4> {
-        let context = if guidance > 1.0 {
-            Tensor::cat(vec![text.uncond.clone(), text.cond.clone()], 0)
-        } else {
-            text.cond.clone()
-        };
-        guided(x, t, guidance, &mut |x, t| {
+        guided(x, t, guidance, &|x, t, rows| {
+            let context = rows_of(rows, &text.uncond, &text.cond);
             self.content_unet.forward(x, t, &context)
         })
     }
@@ -267,16 +263,11 @@ impl CmdPipeline {
         t: usize,
         guidance: f64,
     ) -> Tensor<4> {
-        let (contents, texts) = if guidance > 1.0 {
-            (
-                Tensor::cat(vec![content.clone(), content.clone()], 0),
-                Tensor::cat(vec![pooled.zeros_like(), pooled.clone()], 0),
-            )
-        } else {
-            (content.clone(), pooled.clone())
-        };
-        guided(x, t, guidance, &mut |x, t| {
-            self.dit.forward(x, t, contents.clone(), texts.clone())
+        let null = pooled.zeros_like();
+        guided(x, t, guidance, &|x, t, rows| {
+            let contents = rows_of(rows, content, content);
+            self.dit
+                .forward(x, t, contents, rows_of(rows, &null, pooled))
         })
     }
 

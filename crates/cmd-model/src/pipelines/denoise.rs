@@ -1,11 +1,13 @@
 //! The sampling loop of a text-conditioned UNet with classifier-free guidance, as in diffusers'
 //! `StableDiffusionPipeline`: the unconditional and conditional predictions come from one
-//! batched UNet call, are combined as `e_u + s (e_c - e_u)`, and the scheduler steps.
+//! batched UNet call (on the CPU: two calls at once, see [`guided`]), are combined as
+//! `e_u + s (e_c - e_u)`, and the scheduler steps.
 
 use std::str::FromStr;
 
 use burn::tensor::Tensor;
 
+use crate::kernels;
 use crate::schedulers::{
     Ddim, DpmSolver, SchedulerConfig, SchedulerError, classifier_free_guidance,
 };
@@ -154,26 +156,53 @@ pub fn sample_loop(
     Ok(run.x)
 }
 
-/// Runs `network(x, t)` on the unconditional and conditional rows of one batch and combines
-/// them with classifier-free guidance (or only on the conditional rows when `guidance <= 1`).
-/// `network` gets `[x; x]` (`2B` rows: unconditional first) or `x`, and the timestep.
-pub fn guided(
-    x: &Tensor<4>,
-    t: usize,
-    guidance: f64,
-    network: &mut dyn FnMut(Tensor<4>, &[f64]) -> Tensor<4>,
-) -> Tensor<4> {
+/// The rows a network call of a guided step computes (see [`guided`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// The null-condition rows, then the conditional ones, in one batch of `2B` (`[x; x]`).
+    Both,
+    /// The null-condition rows alone.
+    Null,
+    /// The conditional rows alone (the only call when guidance is off).
+    Cond,
+}
+
+/// A network of a guided step: its output for `x` at `timesteps` (one per row) on `rows`.
+pub type GuidedNetwork<'a> = dyn Fn(Tensor<4>, &[f64], Rows) -> Tensor<4> + Sync + 'a;
+
+/// The network's output for `x` at timestep `t` with classifier-free guidance: the null and
+/// conditional predictions combined as `e_u + s (e_c - e_u)`, or the conditional one alone
+/// when `guidance <= 1`. The two predictions come from one batched call ([`Rows::Both`], as in
+/// diffusers), or, where that is slower ([`kernels::runs_side_by_side`]: the CPU), from two
+/// calls at once, one per thread.
+pub fn guided(x: &Tensor<4>, t: usize, guidance: f64, network: &GuidedNetwork<'_>) -> Tensor<4> {
     let b = x.dims()[0];
-    if guidance > 1.0 {
+    if guidance <= 1.0 {
+        return network(x.clone(), &vec![t as f64; b], Rows::Cond);
+    }
+    let (u, c) = if kernels::runs_side_by_side(&x.device()) {
+        let timesteps = vec![t as f64; b];
+        let call = |rows| network(x.clone(), &timesteps, rows);
+        kernels::join(|| call(Rows::Null), || call(Rows::Cond))
+    } else {
         let out = network(
             Tensor::cat(vec![x.clone(), x.clone()], 0),
             &vec![t as f64; 2 * b],
+            Rows::Both,
         );
         let mut halves = out.chunk(2, 0).into_iter();
-        let (u, c) = (halves.next().unwrap(), halves.next().unwrap());
-        classifier_free_guidance(u, c, guidance)
-    } else {
-        network(x.clone(), &vec![t as f64; b])
+        (halves.next().unwrap(), halves.next().unwrap())
+    };
+    classifier_free_guidance(u, c, guidance)
+}
+
+/// `[null; cond]` for [`Rows::Both`], `null` or `cond` for the single rows: the conditioning a
+/// [`GuidedNetwork`] call takes.
+pub fn rows_of<const D: usize>(rows: Rows, null: &Tensor<D>, cond: &Tensor<D>) -> Tensor<D> {
+    match rows {
+        Rows::Both => Tensor::cat(vec![null.clone(), cond.clone()], 0),
+        Rows::Null => null.clone(),
+        Rows::Cond => cond.clone(),
     }
 }
 
@@ -191,12 +220,61 @@ pub fn denoise(
     options: &SamplingOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<4>, SchedulerError> {
-    let context = if options.guidance > 1.0 {
-        Tensor::cat(vec![uncond.clone(), cond.clone()], 0)
-    } else {
-        cond.clone()
-    };
-    let mut network = |x: Tensor<4>, t: &[f64]| unet.forward(x, t, &context);
-    let mut predict = |x: &Tensor<4>, t: usize| guided(x, t, options.guidance, &mut network);
+    let network = |x, t: &[f64], rows| unet.forward(x, t, &rows_of(rows, uncond, cond));
+    let mut predict = |x: &Tensor<4>, t: usize| guided(x, t, options.guidance, &network);
     sample_loop(scheduler, noise, options, &mut predict, progress)
+}
+
+#[cfg(all(test, feature = "cpu", not(target_family = "wasm")))]
+mod tests {
+    use std::sync::Mutex;
+
+    use burn::tensor::{Device, Distribution};
+
+    use super::*;
+    use crate::unet::UnetConfig;
+
+    /// Runs `f` on a rayon pool of `threads` threads.
+    fn on_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads);
+        pool.build().unwrap().install(f)
+    }
+
+    #[test]
+    fn guided_side_by_side_equals_one_batch() {
+        let device = Device::flex();
+        let cfg = UnetConfig::tiny(4, 8);
+        let unet = cfg.init(&device).unwrap();
+        let normal = Distribution::Normal(0.0, 1.0);
+        let x = Tensor::<4>::random([1, 4, 8, 8], normal, &device);
+        let cond = Tensor::<3>::random([1, 7, cfg.cross_attention_dim], normal, &device);
+        let uncond = Tensor::<3>::random([1, 7, cfg.cross_attention_dim], normal, &device);
+        let calls = Mutex::new(Vec::new());
+        let network = |x, t: &[f64], rows| {
+            calls.lock().unwrap().push((rows, t.len()));
+            unet.forward(x, t, &rows_of(rows, &uncond, &cond))
+        };
+        // Two threads on the CPU: two calls at once, one row each.
+        assert!(on_pool(2, || kernels::runs_side_by_side(&device)));
+        let split = on_pool(2, || guided(&x, 500, 7.5, &network));
+        let mut seen = std::mem::take(&mut *calls.lock().unwrap());
+        seen.sort_by_key(|(rows, _)| *rows as u8);
+        assert_eq!(seen, [(Rows::Null, 1), (Rows::Cond, 1)]);
+        // One thread: one batch of the two rows.
+        assert!(!on_pool(1, || kernels::runs_side_by_side(&device)));
+        let batched = on_pool(1, || guided(&x, 500, 7.5, &network));
+        assert_eq!(*calls.lock().unwrap(), [(Rows::Both, 2)]);
+        // And by hand: e_u + s (e_c - e_u).
+        let e_u = unet.forward(x.clone(), &[500.0], &uncond);
+        let e_c = unet.forward(x.clone(), &[500.0], &cond);
+        let by_hand = e_u.clone() + (e_c - e_u) * 7.5;
+        for other in [batched, by_hand] {
+            let diff: f32 = (split.clone() - other).abs().max().into_scalar();
+            assert!(diff < 1e-4, "guided outputs differ by {diff}");
+        }
+        // Guidance off: the conditional rows alone, in one call.
+        calls.lock().unwrap().clear();
+        on_pool(2, || guided(&x, 500, 1.0, &network));
+        assert_eq!(*calls.lock().unwrap(), [(Rows::Cond, 1)]);
+    }
 }

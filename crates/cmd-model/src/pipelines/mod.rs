@@ -24,7 +24,10 @@ pub mod single_file;
 pub mod stable_diffusion;
 
 pub use cmd::{CmdPipeline, Codec, GenerateOptions, Stage, Video};
-pub use denoise::{SampleLoop, Sampler, SamplingOptions, denoise, guided, sample_loop};
+pub use denoise::{
+    GuidedNetwork, Rows, SampleLoop, Sampler, SamplingOptions, denoise, guided, rows_of,
+    sample_loop,
+};
 pub use generation::Generation;
 pub use noise::standard_normal;
 pub use stable_diffusion::{LoadError, StableDiffusion};
