@@ -110,7 +110,8 @@ def main():
         return min(s[0] for s in samples), statistics.median(s[1] for s in samples)
 
     print(f"{args.rounds} interleaved rounds, {args.threads} threads each, float32, "
-          "ms (guided steps: batch 2)")
+          "ms (guided steps: PyTorch one batch of 2, as diffusers; this project as its pipeline "
+          "runs them, on the CPU the two rows as two calls at once)")
     print("| network | this project min | median | PyTorch min | median | ratio (min) "
           "| ratio (median) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
