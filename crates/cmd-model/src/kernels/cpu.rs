@@ -1408,17 +1408,19 @@ mod tests {
         assert!(max_diff(got, linear.forward(x)) < 1e-4);
     }
 
+    /// A 3x3 convolution layer of `cin -> cout` channels, padding 1, random weights.
+    fn conv_layer(cin: usize, cout: usize, bias: bool, stride: usize) -> burn::nn::conv::Conv2d {
+        burn::nn::conv::Conv2dConfig::new([cin, cout], [3, 3])
+            .with_stride([stride, stride])
+            .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_bias(bias)
+            .init(&Device::flex())
+    }
+
     #[test]
     fn conv3x3_equals_burns_conv2d() {
         let dev = Device::flex();
-        let conv_strided = |cin, cout, bias, stride| {
-            burn::nn::conv::Conv2dConfig::new([cin, cout], [3, 3])
-                .with_stride([stride, stride])
-                .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .with_bias(bias)
-                .init(&dev)
-        };
-        let conv = |cin, cout, bias| conv_strided(cin, cout, bias, 1);
+        let conv = |cin, cout, bias| conv_layer(cin, cout, bias, 1);
         let normal = Distribution::Normal(0.0, 1.0);
         // Batch 2, not square, more outputs than inputs; a strided (permuted) input; one row.
         for (x, conv) in [
@@ -1441,18 +1443,13 @@ mod tests {
             assert_eq!(got.dims(), want.dims());
             assert!(max_diff(got, want) < 1e-5);
         }
-        assert!(!super::super::conv3x3_applies(&conv_strided(2, 3, true, 2)));
+        assert!(!super::super::conv3x3_applies(&conv_layer(2, 3, true, 2)));
     }
 
     #[test]
     fn winograd_conv3x3_equals_burns_conv2d() {
         let dev = Device::flex();
-        let conv = |cin, cout, bias| {
-            burn::nn::conv::Conv2dConfig::new([cin, cout], [3, 3])
-                .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .with_bias(bias)
-                .init(&dev)
-        };
+        let conv = |cin, cout, bias| conv_layer(cin, cout, bias, 1);
         let normal = Distribution::Normal(0.0, 1.0);
         // Batch 2 with odd sides (partial tiles); then a smaller strided one (the buffers kept
         // from the first call are larger: nothing of it may leak); one pixel; a wide row.
