@@ -8,7 +8,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use cmd_model::clip::ClipTextConfig;
 use cmd_model::dit::DitConfig;
 use cmd_model::pipelines::{
-    CmdPipeline, Codec, GenerateOptions, Sampler, SamplingOptions, Stage, guided, rows_of,
+    CmdPipeline, Codec, GenerateOptions, Sampler, SamplingOptions, Stage, guided_motion,
 };
 use cmd_model::schedulers::SchedulerConfig;
 use cmd_model::tokenizer::{CLIP_TOKENIZER_JSON, ClipTokenizer};
@@ -377,7 +377,7 @@ fn bench_unet(args: &BenchArgs) -> Result<()> {
 }
 
 /// One guided step of the motion DiT `--preset` (random weights), as the pipeline runs it
-/// ([`guided`]: the conditional and null rows in one batch of 2, or on the CPU two calls at
+/// ([`guided_motion`]: the conditional and null rows in one batch of 2, or on the CPU two calls at
 /// once). `tiny` gets the `tiny` autoencoder's
 /// latents and text width 128; the paper's presets get SD1.5's at 512x512 (motion 8 x 16 x 64,
 /// content 4 x 64 x 64 in patches of 4, CLIP ViT-L text of width 768).
@@ -398,14 +398,9 @@ fn bench_dit(args: &BenchArgs) -> Result<()> {
     let frame = [1, content[0], content[1], content[2]];
     let frame = Tensor::<4>::random(frame, Distribution::Uniform(-1.0, 1.0), &device);
     let text = Tensor::<2>::random([1, text_dim], normal, &device);
-    let null = text.zeros_like();
-    let network = |z, t: &[f64], rows| {
-        let frames = rows_of(rows, &frame, &frame);
-        dit.forward(z, t, frames, rows_of(rows, &null, &text))
-    };
     let mut peak = Peak::new(&device);
     let ms = timed(args.iters, &device, &mut peak, &mut || {
-        sync(&device, guided(&z, 500, 7.5, &network))
+        sync(&device, guided_motion(&dit, &frame, &text, &z, 500, 7.5))
     })?;
     println!(
         "DiT {}/2 ({:.1} M parameters, random weights), motion {motion:?}, content {content:?}, \

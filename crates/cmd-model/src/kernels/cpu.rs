@@ -337,13 +337,13 @@ impl CpuOps for Flex {
             "conv3x3: weight [{o}, {ci}, {kh}, {kw}] for {c} channels"
         );
         let (xs, ws, bs) = (values(&x), values(&weight), values(&bias));
+        if winograd_pays(c, o) && b * h * w > 0 {
+            return tensor(winograd3x3(xs, ws, bs, [b, c, h, w], o), vec![b, o, h, w]);
+        }
         let row = w + 2;
         // Two more values, so the last tap's shifted window stays inside the buffer.
         let plane = (h + 2) * row + 2;
         let n = h * row;
-        if winograd_pays(c, o) && b * c * h * w > 0 {
-            return tensor(winograd3x3(xs, ws, bs, [b, c, h, w], o), vec![b, o, h, w]);
-        }
         let mut out = vec![0.0f32; b * o * h * w];
         if out.is_empty() {
             return tensor(out, vec![b, o, h, w]);
@@ -1102,7 +1102,7 @@ fn serial<R>(f: impl FnOnce() -> R) -> R {
 
 /// Threads the kernels split their work between: the pool's, one inside [`serial_join`] and
 /// on wasm.
-fn threads() -> usize {
+pub(super) fn threads() -> usize {
     #[cfg(not(target_family = "wasm"))]
     if !SERIAL.get() {
         return rayon::current_num_threads();
@@ -1478,10 +1478,7 @@ mod tests {
             assert_eq!(got.dims(), want.dims());
             let scale: f32 = want.clone().abs().max().into_scalar();
             let diff = max_diff(got, want);
-            assert!(
-                diff < 1e-5 * scale.max(1.0) * 10.0,
-                "{diff} at scale {scale}"
-            );
+            assert!(diff < 1e-4 * scale.max(1.0), "{diff} at scale {scale}");
         }
         assert!(!winograd_pays(64, 320) && !winograd_pays(320, 4));
     }

@@ -49,7 +49,7 @@ pub fn runs_cpu(device: &Device) -> bool {
 /// thread) one batch is faster.
 pub fn runs_side_by_side(device: &Device) -> bool {
     #[cfg(all(feature = "cpu", not(target_family = "wasm")))]
-    return cpu::runs_on(device) && rayon::current_num_threads() > 1;
+    return cpu::runs_on(device) && cpu::threads() > 1;
     #[cfg(not(all(feature = "cpu", not(target_family = "wasm"))))]
     {
         let _ = device;

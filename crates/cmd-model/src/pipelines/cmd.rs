@@ -27,6 +27,24 @@ use super::generation::Generation;
 use super::noise::standard_normal;
 use super::stable_diffusion::{SampleError, encode_prompt};
 
+/// A motion DiT's guided output for `x` at timestep `t` (see [`guided`]), given a clean
+/// content frame and a pooled text vector; the null condition is the zero text vector with
+/// the content frame kept (spec section 3).
+pub fn guided_motion(
+    dit: &MotionDit,
+    content: &Tensor<4>,
+    pooled: &Tensor<2>,
+    x: &Tensor<4>,
+    t: usize,
+    guidance: f64,
+) -> Tensor<4> {
+    let null = pooled.zeros_like();
+    guided(x, t, guidance, &|x, t, rows| {
+        let contents = rows_of(rows, content, content);
+        dit.forward(x, t, contents, rows_of(rows, &null, pooled))
+    })
+}
+
 /// The motion model's noise schedule (spec section 3): linear betas 1e-4 -> 0.02, T = 1000,
 /// with the DiT's prediction target (the spec's epsilon, or v). Predicted samples are not
 /// clipped, as DiT samples (`clip_denoised=False`): diffusers' DDIM clips the predicted `x₀`
@@ -263,12 +281,7 @@ impl CmdPipeline {
         t: usize,
         guidance: f64,
     ) -> Tensor<4> {
-        let null = pooled.zeros_like();
-        guided(x, t, guidance, &|x, t, rows| {
-            let contents = rows_of(rows, content, content);
-            self.dit
-                .forward(x, t, contents, rows_of(rows, &null, pooled))
-        })
+        guided_motion(&self.dit, content, pooled, x, t, guidance)
     }
 
     /// Text to video (a [`Generation`] run to the end).
