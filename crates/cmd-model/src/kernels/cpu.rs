@@ -1268,6 +1268,14 @@ fn lanes_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     lanes.iter().map(|l| *l as f64).sum::<f64>() + tail
 }
 
+/// The larger of `a` and `b` (`a` when `b` is NaN), by a comparison: `f32::max` becomes a
+/// call to `fmaxf` on wasm32 (whose `max` instruction treats NaN otherwise), which kept the
+/// softmax's reduction from vectorising there.
+#[inline(always)]
+fn larger(a: f32, b: f32) -> f32 {
+    if b > a { b } else { a }
+}
+
 /// In-place softmax of one row, with eight running lanes so the reductions vectorise.
 #[inline(always)]
 fn softmax_row(row: &mut [f32]) {
@@ -1275,12 +1283,12 @@ fn softmax_row(row: &mut [f32]) {
     let mut chunks = row.chunks_exact(8);
     for c in &mut chunks {
         for (l, v) in lanes.iter_mut().zip(c) {
-            *l = l.max(*v);
+            *l = larger(*l, *v);
         }
     }
     let max = chunks.remainder().iter().fold(
-        lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-        |a, &b| a.max(b),
+        lanes.into_iter().fold(f32::NEG_INFINITY, larger),
+        |a, &b| larger(a, b),
     );
     let mut sums = [0.0f32; 8];
     let mut chunks = row.chunks_exact_mut(8);
