@@ -3,7 +3,8 @@
 // where that is a software fallback (slower than the CPU); `?bench=1` times every stage of a
 // generation (and on WebGPU counts its dispatches, submissions and read-backs) and prints a
 // table to the console; `?maxBuffer=BYTES` pretends the GPU's largest
-// buffer is that small (to see what a too-small GPU is told).
+// buffer is that small (to see what a too-small GPU is told); `?workers=1` keeps the CPU path
+// on one worker (by default a second one computes half of every guided step, see worker.js).
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const MAX_UPLOAD = 200 * 1024 * 1024;
@@ -56,7 +57,8 @@ function startWorker() {
   }
   started = performance.now();
   worker.postMessage({ type: 'load', gpu, forceGpu: params.has('gpu'),
-    maxBuffer: Number(params.get('maxBuffer')) || 0, count: params.has('bench') });
+    maxBuffer: Number(params.get('maxBuffer')) || 0, count: params.has('bench'),
+    helper: params.get('workers') !== '1' });
 }
 
 function onMessage(data) {

@@ -1,5 +1,7 @@
 // The Web Worker that runs the model, so the page never freezes. Messages in:
-//   {type: 'load', gpu, forceGpu, maxBuffer}  fetch (or take from the cache) and load the model
+//   {type: 'load', gpu, forceGpu, maxBuffer, helper}  fetch (or take from the cache) and load
+//                                    the model; on the CPU, with `helper` not false and more
+//                                    than one core, also start a second worker (see below)
 //   {type: 'generate', request}      text to video
 //   {type: 'animate', image, request} image to video
 //   {type: 'clips'}                  fetch (or take from the cache) and load the real-video
@@ -10,7 +12,15 @@
 // frames}, {type: 'progress', stage, done, total, gpu}, {type: 'result', panels, gpu} (for
 // 'clips': {type: 'result', size: {width, height, frames, autoencoder}}), {type: 'error',
 // message}. `gpu` is null, or with 'load''s `count` the WebGPU calls made so far.
-// Cancelling is terminating this worker.
+// Cancelling is terminating this worker (its second worker goes with it).
+//
+// The second worker: on the CPU the engine is one WebAssembly thread, and a guided sampler
+// step needs the network twice (the null condition and the prompt). A second copy of this
+// worker loads the same model and computes the null rows of every guided step while this one
+// computes the conditional rows (the native CLI does the same on two threads); the clips are
+// the same. Its messages: in {type: 'helper', files, wasm}, then {type: 'null', id, call}; out
+// {type: 'ready'}, {type: 'null', id, values} or {type: 'error', id, message}; `wasm` is the
+// compiled engine (a WebAssembly.Module).
 import init, { Studio } from './cmd-web.js';
 
 // The teaching model, loaded at once, and the real-video autoencoder, loaded when a clip is
@@ -22,6 +32,58 @@ const REAL = { folder: 'real/', cache: 'cmd-real-autoencoder',
   files: ['model.json', 'autoencoder.safetensors'], what: 'real-video autoencoder' };
 
 let studio = null;
+
+// The engine's compiled WebAssembly, kept to hand to the second worker: one compilation for
+// both, and the second worker starts with the optimised code this one's runs have made.
+let wasm = null;
+
+async function start(module) {
+  if (!module) {
+    const url = new URL('./cmd-web_bg.wasm', import.meta.url);
+    module = await WebAssembly.compileStreaming(fetch(url))
+      .catch(async () => WebAssembly.compile(await (await fetch(url)).arrayBuffer()));
+  }
+  wasm = module;
+  await init({ module_or_path: module });
+}
+
+// Starts the second worker on the model's `files`; resolves to its `ask(call)` (a promise of
+// the null prediction), or null when it cannot start (the page then uses one worker).
+function startHelper(files) {
+  return new Promise((resolve) => {
+    let helper;
+    try {
+      helper = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    } catch (e) {
+      resolve(null);
+      return;
+    }
+    const pending = new Map();
+    let next = 0;
+    let stopped = null;
+    const ask = (call) => new Promise((ok, fail) => {
+      if (stopped) { fail(stopped); return; }
+      const id = next++;
+      pending.set(id, { ok, fail });
+      helper.postMessage({ type: 'null', id, call }, [call.x.buffer]);
+    });
+    helper.onmessage = ({ data }) => {
+      if (data.type === 'ready') { resolve(ask); return; }
+      const waiting = pending.get(data.id);
+      if (data.id === undefined || !waiting) { resolve(null); helper.terminate(); return; }
+      pending.delete(data.id);
+      if (data.type === 'null') waiting.ok(data.values);
+      else waiting.fail(new Error(data.message));
+    };
+    helper.onerror = (e) => {
+      resolve(null);
+      stopped = new Error(e.message || 'the second worker stopped');
+      for (const { fail } of pending.values()) fail(stopped);
+      pending.clear();
+    };
+    helper.postMessage({ type: 'helper', files, wasm });
+  });
+}
 
 // WebGPU calls made so far, counted when 'load' asks (`?bench=1`): compute dispatches, queue
 // submissions and read-backs (buffers mapped for reading, each a wait on the GPU). Counted
@@ -133,18 +195,45 @@ function plain(panels) {
 
 self.onmessage = async ({ data }) => {
   try {
+    if (data.type === 'helper') {
+      await start(data.wasm);
+      studio = await Studio.load(data.files, false, 0);
+      // Else the first shared steps run on baseline code (see warmUp).
+      studio.warmUp(3);
+      postMessage({ type: 'ready' });
+      return;
+    }
+    if (data.type === 'null') {
+      try {
+        const values = studio.nullPrediction(data.call);
+        postMessage({ type: 'null', id: data.id, values }, [values.buffer]);
+      } catch (e) {
+        postMessage({ type: 'error', id: data.id, message: String(e && e.message || e) });
+      }
+      return;
+    }
     if (data.type === 'load') {
       if (data.count) countGpuCalls();
-      await init();
+      await start();
       const files = await modelFiles(TEACHING);
       const adapter = data.gpu && navigator.gpu ? await navigator.gpu.requestAdapter() : null;
       // A software adapter (SwiftShader, where the browser has no usable GPU) is far slower
       // than the CPU path: use the CPU unless the page insists.
       const software = adapter && adapter.info && adapter.info.isFallbackAdapter && !data.forceGpu;
-      studio = await Studio.load(files, data.gpu && !software, data.maxBuffer || largestBuffer(adapter));
-      const backend = software
-        ? `${studio.backend}: this browser's WebGPU runs in software, slower than the CPU here (add ?gpu=1 to the address to use it anyway)`
-        : studio.backend;
+      const gpu = data.gpu && !software;
+      // Without WebGPU the second worker loads while this one does.
+      const cores = navigator.hardwareConcurrency || 1;
+      const wantHelper = data.helper !== false && cores > 1;
+      let helper = wantHelper && !gpu ? startHelper(files) : null;
+      studio = await Studio.load(files, gpu, data.maxBuffer || largestBuffer(adapter));
+      if (wantHelper && !helper && studio.backend.startsWith('CPU')) helper = startHelper(files);
+      const ask = helper && await helper;
+      const shared = ask && studio.setHelper(ask);
+      let backend = studio.backend;
+      if (shared) backend = backend.replace('CPU (WebAssembly', 'CPU (WebAssembly, 2 workers');
+      if (software) {
+        backend = `${backend}: this browser's WebGPU runs in software, slower than the CPU here (add ?gpu=1 to the address to use it anyway)`;
+      }
       postMessage({ type: 'ready', backend, width: studio.width, height: studio.height,
         frames: studio.frames });
       return;

@@ -2,7 +2,8 @@
 // one-step clip first (so compiling the shaders is not timed), then a clip of STEPS content and
 // STEPS motion steps; prints a table.
 //
-//   node bench.mjs [STEPS] [SITE_DIR]   (default: 10, ../../dist; BENCH_CPU=1: without WebGPU)
+//   node bench.mjs [STEPS] [SITE_DIR]   (default: 10, ../../dist; BENCH_CPU=1: without WebGPU;
+//                                        BENCH_WORKERS=1: the CPU path on one worker)
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serve, launch, open, generate } from './site.mjs';
@@ -11,11 +12,12 @@ const here = dirname(fileURLToPath(import.meta.url));
 const steps = Number(process.argv[2] || 10);
 const site = resolve(process.argv[3] || join(here, '../../dist'));
 const webgpu = !process.env.BENCH_CPU;
+const oneWorker = process.env.BENCH_WORKERS === '1';
 
 const server = await serve(site);
 const browser = await launch(webgpu);
 try {
-  const p = await open(browser, `http://127.0.0.1:${server.address().port}/?bench=1${webgpu ? '&gpu=1' : ''}`);
+  const p = await open(browser, `http://127.0.0.1:${server.address().port}/?bench=1${webgpu ? '&gpu=1' : ''}${oneWorker ? '&workers=1' : ''}`);
   const backend = await p.evaluate(() => window.cmd.backend || window.cmd.error);
   for (const n of [1, steps]) {
     const { error } = await generate(p, n);

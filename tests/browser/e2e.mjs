@@ -8,7 +8,7 @@
 // that are not blank and differ from each other; a bundled real clip is decomposed by the
 // real-video autoencoder, fetched only then (PSNR shown), and motion transferred with it
 // without fetching it again; a bad upload gets a clear message; without WebGPU the page says so and runs on the
-// CPU; so does a GPU too small for the model. Screenshots go to $ARTIFACTS (default:
+// CPU, on two workers (the same clip as on one); so does a GPU too small for the model. Screenshots go to $ARTIFACTS (default:
 // ./artifacts).
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
@@ -124,6 +124,22 @@ async function main() {
     check(state.backend && state.backend.startsWith('CPU'), `without WebGPU the model runs on the CPU (${state.backend})`);
     check(/WebGPU/.test(state.status) && /CPU/.test(state.status), `the page says so (${state.status})`);
     await p.screenshot({ path: join(artifacts, 'no-webgpu.png'), fullPage: true });
+
+    // On the CPU a second worker computes half of every guided step; `?workers=1` keeps to
+    // one. The same seed gives the same clip either way.
+    check(/2 workers/.test(state.backend), `the CPU path uses two workers (${state.backend})`);
+    const two = await generate(p, 3);
+    const one = await open(cpu, `${url}?workers=1`);
+    const oneBackend = await one.evaluate(() => window.cmd.backend);
+    check(!/2 workers/.test(oneBackend), `?workers=1 keeps to one worker (${oneBackend})`);
+    const single = await generate(one, 3);
+    check(!two.error && !single.error && two.last && single.last,
+      `clips are generated on two workers and on one (${two.error || single.error || ''})`);
+    if (two.last && single.last) {
+      const worst = Math.max(...two.last.means.map((m, i) => Math.abs(m - single.last.means[i])));
+      check(worst < 0.05, `the same seed gives the same clip on two workers and on one (frame means differ by ${worst.toFixed(4)})`);
+    }
+    await one.close();
   } finally {
     await cpu.close();
   }

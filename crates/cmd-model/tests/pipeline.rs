@@ -8,7 +8,9 @@ use burn::tensor::{Device, Distribution, Tensor};
 use cmd_model::clip::ClipTextConfig;
 use cmd_model::dit::DitConfig;
 use cmd_model::pipelines::stable_diffusion::load_tokenizer;
-use cmd_model::pipelines::{CmdPipeline, Codec, GenerateOptions, Sampler, SamplingOptions, Stage};
+use cmd_model::pipelines::{
+    CmdPipeline, Codec, GenerateOptions, Generation, GuidedCall, Sampler, SamplingOptions, Stage,
+};
 use cmd_model::schedulers::SchedulerConfig;
 use cmd_model::unet::UnetConfig;
 use cmd_model::{AutoencoderConfig, OutputMode};
@@ -111,6 +113,78 @@ fn generation_is_seeded_and_reports_every_stage() {
         .generate(&long, &options(1), &device, &mut |_, _, _| {})
         .unwrap();
     assert!(d.truncated, "a prompt over 75 tokens is cut and says so");
+}
+
+/// Null rows computed apart (as the browser's second worker does) give the clip of the plain
+/// steps: the same calls, with the guidance combined in the same place.
+#[test]
+fn guided_steps_from_rows_computed_apart_give_the_same_clip() {
+    let device = Device::flex();
+    let p = pipeline(&device);
+    let whole = p
+        .generate("a red circle", &options(5), &device, &mut |_, _, _| {})
+        .unwrap();
+    let null_text = p.null_text(&device).unwrap();
+    let mut generation =
+        Generation::text_to_video(&p, "a red circle", &options(5), &device).unwrap();
+    // The prompt comes first: not a guided step.
+    assert!(generation.guided_call().is_none() && generation.cond_prediction().is_none());
+    let zeros = Tensor::<4>::zeros([1, 3, 16, 16], &device);
+    let err = generation
+        .step_guided(zeros.clone(), zeros.clone())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not a guided sampler step"),
+        "{err}"
+    );
+    let mut stages = Vec::new();
+    while !generation.is_finished() {
+        match generation.guided_call() {
+            Some(call) => {
+                stages.push(match &call {
+                    GuidedCall::Content { x, .. } => (Stage::Content, x.dims()),
+                    GuidedCall::Motion { x, content, .. } => {
+                        assert_eq!(content.dims(), [1, 3, 16, 16]);
+                        (Stage::Motion, x.dims())
+                    }
+                });
+                let null = p.null_prediction(&call, &null_text);
+                let cond = generation.cond_prediction().unwrap();
+                // A prediction of the wrong shape is refused, and the step not taken.
+                let wrong = Tensor::<4>::zeros([1, 1, 2, 2], &device);
+                let err = generation.step_guided(wrong, cond.clone()).unwrap_err();
+                assert!(err.to_string().contains("expected the sample's"), "{err}");
+                generation.step_guided(null, cond).unwrap();
+            }
+            None => {
+                generation.step().unwrap();
+            }
+        }
+    }
+    let content_steps = stages.iter().filter(|s| s.0 == Stage::Content).count();
+    assert_eq!((content_steps, stages.len()), (3, 7));
+    assert!(stages.contains(&(Stage::Motion, [1, 4, 4, 8])));
+    let apart = generation.into_video().unwrap();
+    let max_diff = |a, b| {
+        let (a, b) = (common::host::<4>(a), common::host::<4>(b));
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    };
+    let frames = |v: cmd_model::pipelines::Video| v.frames.reshape([4, 3, 16, 16]);
+    assert!(max_diff(whole.motion.clone(), apart.motion.clone()) < 1e-4);
+    let diff = max_diff(frames(whole), frames(apart));
+    assert!(diff < 1e-4, "clips differ by {diff}");
+    // Guidance off: no guided calls.
+    let mut off = options(5);
+    off.content.guidance = 1.0;
+    off.motion.guidance = 1.0;
+    let mut generation = Generation::text_to_video(&p, "a red circle", &off, &device).unwrap();
+    while !generation.is_finished() {
+        assert!(generation.guided_call().is_none());
+        generation.step().unwrap();
+    }
 }
 
 #[test]

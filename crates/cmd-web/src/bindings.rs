@@ -6,11 +6,12 @@ use std::rc::Rc;
 
 use burn::tensor::Device;
 use cmd_model::pipelines::Stage;
-use js_sys::{Function, Promise, Uint8Array};
+use js_sys::{Array, Float32Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
+use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
 use crate::engine::{Engine, Panels, Request};
+use crate::helper::{Helper, NullCall, Reply};
 use crate::limits;
 
 /// A loaded model, ready to generate.
@@ -93,6 +94,34 @@ impl Studio {
     #[wasm_bindgen(getter)]
     pub fn frames(&self) -> usize {
         self.engine.clip_size().2
+    }
+
+    /// Sends the null rows of guided steps to a second worker from now on (the CPU only; see
+    /// the engine's `set_helper`): `ask(call)` posts `call` (`{stage, x, dims, t, content,
+    /// contentDims}`, for that worker's [`null_prediction`](Self::null_prediction)) and
+    /// returns a promise of its answer, a `Float32Array`. Returns whether it was taken.
+    #[wasm_bindgen(js_name = setHelper)]
+    pub fn set_helper(&self, ask: Function) -> bool {
+        self.engine.set_helper(Box::new(JsHelper(ask)))
+    }
+
+    /// The null-condition prediction of a guided step another worker's studio asks for (see
+    /// [`set_helper`](Self::set_helper)).
+    #[wasm_bindgen(js_name = nullPrediction)]
+    pub fn null_prediction(&self, call: JsValue) -> Result<Float32Array, JsError> {
+        let call = null_call_from_js(&call).map_err(|e| JsError::new(&e))?;
+        let values = self
+            .engine
+            .null_prediction(&call)
+            .map_err(|e| JsError::new(&e))?;
+        Ok(Float32Array::from(&values[..]))
+    }
+
+    /// Runs a content and a motion null prediction `rounds` times, so that a second worker's
+    /// first shared steps are as fast as its later ones (see the engine's `warm_up`).
+    #[wasm_bindgen(js_name = warmUp)]
+    pub fn warm_up(&self, rounds: usize) -> Result<(), JsError> {
+        self.engine.warm_up(rounds).map_err(|e| JsError::new(&e))
     }
 
     /// Loads the autoencoder that decomposes and transfers real clips from the files of its
@@ -277,14 +306,115 @@ fn with_size(picture: &crate::Picture) -> Vec<u8> {
     out
 }
 
+/// A [`Helper`] that is a JavaScript function (see [`Studio::set_helper`]).
+struct JsHelper(Function);
+
+impl Helper for JsHelper {
+    fn ask(&self, call: NullCall) -> Reply {
+        // Called now, so the other worker starts before the reply is awaited.
+        let asked = null_call_to_js(&call).and_then(|call| self.0.call1(&JsValue::NULL, &call));
+        Box::pin(async move {
+            let values = JsFuture::from(Promise::resolve(&asked.map_err(message)?))
+                .await
+                .map_err(message)?;
+            if !values.is_instance_of::<Float32Array>() {
+                return Err("the answer is not a Float32Array".into());
+            }
+            Ok(Float32Array::from(values).to_vec())
+        })
+    }
+}
+
+/// `call` as `{stage, x, dims, t, content, contentDims}` (no content keys for content steps).
+fn null_call_to_js(call: &NullCall) -> Result<JsValue, JsValue> {
+    let object = Object::new();
+    let dims = |d: &[usize; 4]| {
+        d.iter()
+            .map(|&n| JsValue::from(n as u32))
+            .collect::<Array>()
+    };
+    let mut fields = vec![
+        ("stage", JsValue::from(stage_name(call.stage))),
+        ("x", Float32Array::from(&call.x[..]).into()),
+        ("dims", dims(&call.dims).into()),
+        ("t", JsValue::from(call.t as u32)),
+    ];
+    if let Some((values, shape)) = &call.content {
+        fields.push(("content", Float32Array::from(&values[..]).into()));
+        fields.push(("contentDims", dims(shape).into()));
+    }
+    for (key, value) in fields {
+        Reflect::set(&object, &key.into(), &value)?;
+    }
+    Ok(object.into())
+}
+
+/// The [`NullCall`] of [`null_call_to_js`]'s object; an error names the key that is wrong.
+fn null_call_from_js(call: &JsValue) -> Result<NullCall, String> {
+    let get = |key: &str| Reflect::get(call, &key.into()).map_err(message);
+    let floats = |key: &str| {
+        let value = get(key)?;
+        match value.dyn_into::<Float32Array>() {
+            Ok(array) => Ok(array.to_vec()),
+            Err(_) => Err(format!("null call: '{key}' must be a Float32Array")),
+        }
+    };
+    let dims = |key: &str| -> Result<[usize; 4], String> {
+        let wrong = || format!("null call: '{key}' must be 4 sizes");
+        let value = get(key)?;
+        let array = value.dyn_ref::<Array>().ok_or_else(wrong)?;
+        let sizes: Option<Vec<usize>> = array
+            .iter()
+            .map(|v| v.as_f64().map(|n| n as usize))
+            .collect();
+        sizes.and_then(|s| s.try_into().ok()).ok_or_else(wrong)
+    };
+    let stage = match get("stage")?.as_string().as_deref() {
+        Some("content") => Stage::Content,
+        Some("motion") => Stage::Motion,
+        other => {
+            return Err(format!(
+                "null call: 'stage' must be 'content' or 'motion', found {other:?}"
+            ));
+        }
+    };
+    let t = get("t")?
+        .as_f64()
+        .filter(|t| *t >= 0.0 && t.fract() == 0.0)
+        .ok_or("null call: 't' must be a whole number")? as usize;
+    let content = match get("content")?.is_undefined() {
+        true => None,
+        false => Some((floats("content")?, dims("contentDims")?)),
+    };
+    Ok(NullCall {
+        stage,
+        x: floats("x")?,
+        dims: dims("dims")?,
+        t,
+        content,
+    })
+}
+
+/// A thrown JavaScript value, in words.
+fn message(e: JsValue) -> String {
+    match e.dyn_ref::<js_sys::Error>() {
+        Some(error) => String::from(error.message()),
+        None => e.as_string().unwrap_or_else(|| format!("{e:?}")),
+    }
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Text => "text",
+        Stage::Content => "content",
+        Stage::Motion => "motion",
+        Stage::Decode => "decode",
+    }
+}
+
 fn reporter(progress: Function) -> impl FnMut(Stage, usize, usize) {
     move |stage, done, total| {
-        let stage = match stage {
-            Stage::Text => "text",
-            Stage::Content => "content",
-            Stage::Motion => "motion",
-            Stage::Decode => "decode",
-        };
+        let stage = stage_name(stage);
         // A failing progress callback must not stop the work.
         let _ = progress.call3(
             &JsValue::NULL,

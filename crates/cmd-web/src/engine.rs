@@ -9,12 +9,15 @@ use cmd_model::OutputMode;
 use cmd_model::kernels;
 use cmd_model::metrics::psnr;
 use cmd_model::pipelines::bundle::load_bundle_autoencoder;
+use cmd_model::pipelines::generation::Progress;
 use cmd_model::pipelines::{
     CmdPipeline, Codec, GenerateOptions, Generation, Sampler, SamplingOptions, Stage, Video,
 };
 use cmd_video::views::{motion_planes, weight_maps};
 use cmd_video::{Clip, gif};
+use web_time::Instant;
 
+use crate::helper::{self, Chooser, Helper, NullCall};
 use crate::pixels::{clip_from_rgba, clip_tensor, rgba_from_clip, rgba_from_image};
 
 /// What to generate.
@@ -144,6 +147,11 @@ pub struct Engine {
     /// The autoencoder that decomposes and transfers real clips, once loaded (until then the
     /// bundle's own does).
     clips: OnceCell<Codec>,
+    /// Where the null rows of guided steps are computed, once set (see [`crate::helper`]).
+    helper: OnceCell<Box<dyn Helper>>,
+    /// The empty prompt's text states, once a [`null_prediction`](Self::null_prediction)
+    /// needed them.
+    null_text: OnceCell<Tensor<3>>,
 }
 
 impl Engine {
@@ -155,7 +163,69 @@ impl Engine {
             pipeline,
             device,
             clips: OnceCell::new(),
+            helper: OnceCell::new(),
+            null_text: OnceCell::new(),
         })
+    }
+
+    /// From now on, the null rows of guided steps go to `helper` (another engine of the same
+    /// model, in a second worker) while this engine computes the conditional rows; the clips
+    /// are the same. Only on the CPU, where both engines get a core each (on a GPU one batch
+    /// of both rows is faster than two calls). Returns whether it was taken: not on other
+    /// devices, nor when a helper is set already.
+    pub fn set_helper(&self, helper: Box<dyn Helper>) -> bool {
+        kernels::runs_cpu(&self.device) && self.helper.set(helper).is_ok()
+    }
+
+    /// The null-condition prediction of a guided step for an engine whose
+    /// [helper](Self::set_helper) this one is: the values of the prediction, in the sample's
+    /// shape.
+    pub fn null_prediction(&self, call: &NullCall) -> Result<Vec<f32>, String> {
+        let guided = call.to_guided(&self.device)?;
+        let null_text = match self.null_text.get() {
+            Some(text) => text,
+            None => {
+                let text = self.pipeline.null_text(&self.device);
+                let text = text.map_err(|e| e.to_string())?;
+                self.null_text.get_or_init(|| text)
+            }
+        };
+        helper::values(&self.pipeline.null_prediction(&guided, null_text))
+    }
+
+    /// Runs the null predictions of a content step and of a motion step `rounds` times on
+    /// zero inputs, for an engine that is to be a [helper](Self::set_helper): a fresh
+    /// WebAssembly instance runs its first calls on baseline code, and guided steps shared with
+    /// a cold helper are slower than they will be (which would mislead the choice of
+    /// [`Chooser`]).
+    pub fn warm_up(&self, rounds: usize) -> Result<(), String> {
+        let p = &self.pipeline;
+        let (ae, dit) = (p.codec.autoencoder.config(), p.dit.config());
+        let content = [1, ae.channels, ae.height, ae.width];
+        let motion = [1, dit.motion_channels, dit.frames, dit.motion_width];
+        let zeros = |dims: [usize; 4]| vec![0.0; dims.iter().product()];
+        let calls = [
+            NullCall {
+                stage: Stage::Content,
+                x: zeros(content),
+                dims: content,
+                t: 500,
+                content: None,
+            },
+            NullCall {
+                stage: Stage::Motion,
+                x: zeros(motion),
+                dims: motion,
+                t: 500,
+                content: Some((zeros(content), content)),
+            },
+        ];
+        for _ in 0..rounds {
+            for call in &calls {
+                self.null_prediction(call)?;
+            }
+        }
+        Ok(())
     }
 
     /// Loads the autoencoder for real clips (`model.json` and `autoencoder.safetensors` of
@@ -209,14 +279,29 @@ impl Engine {
         progress: &mut dyn FnMut(Stage, usize, usize),
     ) -> Result<Video, String> {
         let mut stage = None;
+        let mut chooser = Chooser::default();
         while let Some(next) = generation.next() {
             if stage != Some(next.stage) {
                 stage = Some(next.stage);
                 progress(next.stage, next.done, next.total);
             }
-            let done = generation.step().map_err(|e| e.to_string())?;
+            let helper = self
+                .helper
+                .get()
+                .filter(|_| generation.guided_call().is_some());
+            let share = helper.is_some() && chooser.share(next.stage);
+            let start = Instant::now();
+            let done = match helper {
+                Some(helper) if share => {
+                    shared_step(helper.as_ref(), &mut generation, &self.device).await?
+                }
+                _ => generation.step().map_err(|e| e.to_string())?,
+            };
             if let Some(x) = generation.latest() {
                 settle(x).await?;
+            }
+            if helper.is_some() {
+                chooser.took(share, start.elapsed());
             }
             if done.stage != Stage::Decode {
                 progress(done.stage, done.done, done.total);
@@ -386,4 +471,27 @@ fn options(request: &Request) -> GenerateOptions {
         motion: sampling(request.motion_steps, request.motion_guidance),
         seed: request.seed,
     }
+}
+
+/// Takes a generation's next step, a guided sampler step, with its null rows computed by
+/// `helper` while the conditional rows are computed here.
+async fn shared_step(
+    helper: &dyn Helper,
+    generation: &mut Generation<'_>,
+    device: &Device,
+) -> Result<Progress, String> {
+    let call = generation
+        .guided_call()
+        .ok_or("the next step is not a guided sampler step")?;
+    let reply = helper.ask(NullCall::of(&call)?);
+    let cond = generation
+        .cond_prediction()
+        .ok_or("a guided step without its conditional rows")?;
+    let null = reply
+        .await
+        .map_err(|e| format!("the second worker failed: {e}"))?;
+    let null = helper::tensor("the second worker's prediction", &null, cond.dims(), device)?;
+    generation
+        .step_guided(null, cond)
+        .map_err(|e| e.to_string())
 }

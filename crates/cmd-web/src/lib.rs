@@ -11,6 +11,7 @@
 
 mod bindings;
 mod engine;
+pub mod helper;
 pub mod limits;
 mod pixels;
 

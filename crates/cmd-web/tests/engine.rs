@@ -1,12 +1,16 @@
 //! The browser engine, run natively on the CPU with the shipped teaching model: generation,
-//! image to video, decomposition, transfer, the teaching pictures, and bad requests.
+//! image to video, decomposition, transfer, the teaching pictures, guided steps shared with a
+//! second engine, and bad requests.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
+use std::rc::Rc;
 
 use burn::tensor::Device;
 use cmd_model::pipelines::{CmdPipeline, GenerateOptions, Sampler, SamplingOptions, Stage};
 use cmd_video::Clip;
+use cmd_web::helper::{Chooser, Helper, NullCall, Reply};
 use cmd_web::{Engine, Request};
 
 /// The files of a shipped model folder, by name.
@@ -120,6 +124,115 @@ fn bad_requests_are_named() {
     assert!(err.contains("model.json"), "{err}");
 }
 
+/// A helper that is a second engine of the same model (as the page's second worker), noting
+/// the stage of each call; `fail` makes every answer an error.
+struct Second {
+    engine: Engine,
+    calls: Rc<RefCell<Vec<Stage>>>,
+    fail: bool,
+}
+
+impl Helper for Second {
+    fn ask(&self, call: NullCall) -> Reply {
+        self.calls.borrow_mut().push(call.stage);
+        let answer = match self.fail {
+            true => Err("it stopped".to_string()),
+            false => self.engine.null_prediction(&call),
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+fn second(fail: bool) -> (Box<Second>, Rc<RefCell<Vec<Stage>>>) {
+    let calls = Rc::new(RefCell::new(Vec::new()));
+    let helper = Second {
+        engine: engine(),
+        calls: calls.clone(),
+        fail,
+    };
+    (Box::new(helper), calls)
+}
+
+/// The largest difference between two byte strings of one length.
+fn byte_diff(a: &[u8], b: &[u8]) -> u8 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn guided_steps_shared_with_a_second_engine_give_the_same_clips() {
+    let r = request("a red circle moving left on a black background");
+    let alone = engine();
+    let want = pollster::block_on(alone.generate(&r, &mut |_, _, _| {})).unwrap();
+    let shared = engine();
+    let (helper, calls) = second(false);
+    assert!(shared.set_helper(helper));
+    assert!(!shared.set_helper(second(false).0), "one helper only");
+    let got = pollster::block_on(shared.generate(&r, &mut |_, _, _| {})).unwrap();
+    // Two content and two motion steps: each stage tries one batch here, then the helper.
+    assert_eq!(*calls.borrow(), [Stage::Content, Stage::Motion]);
+    assert!(byte_diff(&got.clip_rgba(), &want.clip_rgba()) <= 1);
+    assert!(byte_diff(&got.content.rgba, &want.content.rgba) <= 1);
+
+    // Image to video: only motion steps.
+    calls.borrow_mut().clear();
+    let picture = want.content.rgba.clone();
+    let animated = pollster::block_on(shared.animate(&picture, &r, &mut |_, _, _| {})).unwrap();
+    let alone_animated =
+        pollster::block_on(alone.animate(&picture, &r, &mut |_, _, _| {})).unwrap();
+    assert_eq!(*calls.borrow(), [Stage::Motion]);
+    assert!(byte_diff(&animated.clip_rgba(), &alone_animated.clip_rgba()) <= 1);
+
+    // Guidance off: nothing to share.
+    calls.borrow_mut().clear();
+    let unguided = Request {
+        guidance: 1.0,
+        motion_guidance: 1.0,
+        ..r.clone()
+    };
+    pollster::block_on(shared.generate(&unguided, &mut |_, _, _| {})).unwrap();
+    assert!(calls.borrow().is_empty());
+}
+
+#[test]
+fn a_failing_helper_or_a_bad_null_call_is_named() {
+    let engine = engine();
+    let (helper, _) = second(true);
+    assert!(engine.set_helper(helper));
+    let err = pollster::block_on(engine.generate(&request("a red circle"), &mut |_, _, _| {}))
+        .unwrap_err();
+    assert_eq!(err, "the second worker failed: it stopped");
+
+    let call = NullCall {
+        stage: Stage::Content,
+        x: vec![0.0; 10],
+        dims: [1, 3, 32, 32],
+        t: 500,
+        content: None,
+    };
+    let err = engine.null_prediction(&call).unwrap_err();
+    assert_eq!(err, "x: 10 values for shape [1, 3, 32, 32], expected 3072");
+    let motion = NullCall {
+        stage: Stage::Motion,
+        ..call.clone()
+    };
+    let err = engine.null_prediction(&motion).unwrap_err();
+    assert!(err.contains("needs its content frame"), "{err}");
+    let text = NullCall {
+        stage: Stage::Text,
+        ..call
+    };
+    let err = engine.null_prediction(&text).unwrap_err();
+    assert!(
+        err.contains("for a content or motion step, found Text"),
+        "{err}"
+    );
+}
+
 /// The weights of a safetensors file all set to NaN (f16 or f32: every byte 0xFF).
 fn broken(file: &[u8]) -> Vec<u8> {
     let header = 8 + u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
@@ -228,4 +341,27 @@ fn the_engine_and_the_pipeline_make_the_same_clip_for_a_seed() {
         .unwrap();
     // The page turns frames into bytes with its own kernel: rounding may differ by one.
     assert!(max <= 1, "the clips differ by up to {max} of 255");
+}
+
+#[test]
+fn each_stage_keeps_the_faster_way_after_trying_both() {
+    let ms = std::time::Duration::from_millis;
+    let mut chooser = Chooser::default();
+    // Content: batched 80 then 70 ms, shared 50 then 52 ms: shared from then on.
+    let mut ways = Vec::new();
+    for time in [80, 50, 70, 52, 0, 0] {
+        let share = chooser.share(Stage::Content);
+        ways.push(share);
+        chooser.took(share, ms(time));
+    }
+    assert_eq!(ways, [false, true, false, true, true, true]);
+    // A new stage starts over; motion: batched 20 ms, shared 30 ms: batched from then on.
+    ways.clear();
+    for time in [20, 30, 20, 30, 0] {
+        let share = chooser.share(Stage::Motion);
+        ways.push(share);
+        chooser.took(share, ms(time));
+    }
+    assert_eq!(ways, [false, true, false, true, false]);
+    assert_eq!(Chooser::PROBES, 2);
 }

@@ -22,7 +22,7 @@ use crate::unet::{Unet, UnetConfig};
 use crate::vae::{Vae, VaeConfig};
 use crate::{Autoencoder, Encoded};
 
-use super::denoise::{SampleLoop, SamplingOptions, guided, rows_of};
+use super::denoise::{Rows, SampleLoop, SamplingOptions, guided, rows_of};
 use super::generation::Generation;
 use super::noise::standard_normal;
 use super::stable_diffusion::{SampleError, encode_prompt};
@@ -38,11 +38,50 @@ pub fn guided_motion(
     t: usize,
     guidance: f64,
 ) -> Tensor<4> {
-    let null = pooled.zeros_like();
     guided(x, t, guidance, &|x, t, rows| {
-        let contents = rows_of(rows, content, content);
-        dit.forward(x, t, contents, rows_of(rows, &null, pooled))
+        motion_rows(dit, content, pooled, x, t, rows)
     })
+}
+
+/// The motion DiT's output on `rows` of a guided step (the network of [`guided_motion`]):
+/// the null rows take the zero text vector, every row the content frame.
+pub(super) fn motion_rows(
+    dit: &MotionDit,
+    content: &Tensor<4>,
+    pooled: &Tensor<2>,
+    x: Tensor<4>,
+    t: &[f64],
+    rows: Rows,
+) -> Tensor<4> {
+    let null = pooled.zeros_like();
+    let contents = rows_of(rows, content, content);
+    dit.forward(x, t, contents, rows_of(rows, &null, pooled))
+}
+
+/// The network call of a guided sampler step, for a caller that computes its null-condition
+/// rows elsewhere while it computes the conditional ones (the browser's second worker): see
+/// [`Generation::guided_call`] and [`CmdPipeline::null_prediction`].
+///
+/// One value per step, so the motion variant's content frame is not boxed.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum GuidedCall {
+    /// A content-frame step: the content UNet on `x` at timestep `t`.
+    Content {
+        /// The sample `x_t`.
+        x: Tensor<4>,
+        /// The timestep.
+        t: usize,
+    },
+    /// A motion step: the motion DiT on `x` at timestep `t`, given the clean content frame.
+    Motion {
+        /// The sample `x_t`.
+        x: Tensor<4>,
+        /// The timestep.
+        t: usize,
+        /// The content frame `[1, C, H, W]`.
+        content: Tensor<4>,
+    },
 }
 
 /// The motion model's noise schedule (spec section 3): linear betas 1e-4 -> 0.02, T = 1000,
@@ -248,9 +287,46 @@ impl CmdPipeline {
         guidance: f64,
     ) -> Tensor<4> {
         guided(x, t, guidance, &|x, t, rows| {
-            let context = rows_of(rows, &text.uncond, &text.cond);
-            self.content_unet.forward(x, t, &context)
+            self.content_rows(&text.uncond, &text.cond, x, t, rows)
         })
+    }
+
+    /// The content UNet's output on `rows` of a guided step (the network of
+    /// [`predict_content`](Self::predict_content)).
+    pub(super) fn content_rows(
+        &self,
+        uncond: &Tensor<3>,
+        cond: &Tensor<3>,
+        x: Tensor<4>,
+        t: &[f64],
+        rows: Rows,
+    ) -> Tensor<4> {
+        self.content_unet
+            .forward(x, t, &rows_of(rows, uncond, cond))
+    }
+
+    /// Text states of the empty prompt `[1, 77, D]`: the content model's null condition, which
+    /// [`null_prediction`](Self::null_prediction) takes.
+    pub fn null_text(&self, device: &Device) -> Result<Tensor<3>, SampleError> {
+        Ok(encode_prompt(&self.tokenizer, &self.text_encoder, "", device)?.0)
+    }
+
+    /// The null-condition prediction of a guided step (its [`Rows::Null`] rows), given the
+    /// empty prompt's text states ([`null_text`](Self::null_text)): with the conditional
+    /// prediction of [`Generation::cond_prediction`], what [`Generation::step_guided`] takes.
+    pub fn null_prediction(&self, call: &GuidedCall, null_text: &Tensor<3>) -> Tensor<4> {
+        match call {
+            GuidedCall::Content { x, t } => {
+                let t = vec![*t as f64; x.dims()[0]];
+                self.content_rows(null_text, null_text, x.clone(), &t, Rows::Null)
+            }
+            GuidedCall::Motion { x, t, content } => {
+                let t = vec![*t as f64; x.dims()[0]];
+                let text_dim = self.dit.config().text_dim;
+                let null = Tensor::zeros([content.dims()[0], text_dim], &x.device());
+                motion_rows(&self.dit, content, &null, x.clone(), &t, Rows::Null)
+            }
+        }
     }
 
     /// A motion-latent sampling run from the noise of `seed`; step it with

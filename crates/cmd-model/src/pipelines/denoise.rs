@@ -117,6 +117,11 @@ impl SampleLoop {
         self.done == self.timesteps.len()
     }
 
+    /// The timestep of the next step (`None` once finished).
+    pub fn timestep(&self) -> Option<usize> {
+        self.timesteps.get(self.done).copied()
+    }
+
     /// The current sample (the final one once finished).
     pub fn sample(&self) -> &Tensor<4> {
         &self.x

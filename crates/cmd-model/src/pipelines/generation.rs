@@ -8,9 +8,10 @@
 
 use burn::tensor::{Device, Tensor};
 
-use super::cmd::{CmdPipeline, GenerateOptions, Stage, Text, Video};
-use super::denoise::{SampleLoop, SamplingOptions};
+use super::cmd::{CmdPipeline, GenerateOptions, GuidedCall, Stage, Text, Video, motion_rows};
+use super::denoise::{Rows, SampleLoop, SamplingOptions};
 use super::stable_diffusion::SampleError;
+use crate::schedulers::classifier_free_guidance;
 
 /// The most sampler steps (the schedules have 1000 timesteps).
 pub const MAX_STEPS: usize = 1000;
@@ -202,7 +203,84 @@ impl<'a> Generation<'a> {
     /// Does the next piece of work: encodes the prompt, takes one sampler step, or decodes.
     /// Calling it once finished (or after a failure) does nothing more.
     pub fn step(&mut self) -> Result<Progress, SampleError> {
+        self.advance(None)
+    }
+
+    /// The network call of the next step when it is a guided sampler step (guidance above 1),
+    /// else `None`: a caller may compute its null-condition rows elsewhere
+    /// ([`CmdPipeline::null_prediction`]) while [`cond_prediction`](Self::cond_prediction)
+    /// computes the conditional ones, then take the step with both
+    /// ([`step_guided`](Self::step_guided)). The clip is the one [`step`](Self::step) makes.
+    pub fn guided_call(&self) -> Option<GuidedCall> {
+        match &self.state {
+            State::Content { run, .. } if self.options.content.guidance > 1.0 => {
+                let (x, t) = (run.sample().clone(), run.timestep()?);
+                Some(GuidedCall::Content { x, t })
+            }
+            State::Motion { run, content, .. } if self.options.motion.guidance > 1.0 => {
+                let (x, t) = (run.sample().clone(), run.timestep()?);
+                let content = content.clone();
+                Some(GuidedCall::Motion { x, t, content })
+            }
+            _ => None,
+        }
+    }
+
+    /// The conditional prediction of the next step's [`guided_call`](Self::guided_call) (its
+    /// [`Rows::Cond`] rows); `None` when the next step is not a guided sampler step.
+    pub fn cond_prediction(&self) -> Option<Tensor<4>> {
         let p = self.pipeline;
+        let call = self.guided_call()?;
+        Some(match (&self.state, call) {
+            (State::Content { text, .. }, GuidedCall::Content { x, t }) => {
+                p.content_rows(&text.uncond, &text.cond, x, &[t as f64], Rows::Cond)
+            }
+            (State::Motion { pooled, .. }, GuidedCall::Motion { x, t, content }) => {
+                motion_rows(&p.dit, &content, pooled, x, &[t as f64], Rows::Cond)
+            }
+            _ => return None,
+        })
+    }
+
+    /// Takes the next step, a guided sampler step, from its two predictions: `null` of
+    /// [`CmdPipeline::null_prediction`] and `cond` of [`cond_prediction`](Self::cond_prediction),
+    /// combined as `e_u + s (e_c - e_u)`. Fails, doing nothing, when the next step is not a
+    /// guided sampler step or a prediction's shape is not the sample's.
+    pub fn step_guided(
+        &mut self,
+        null: Tensor<4>,
+        cond: Tensor<4>,
+    ) -> Result<Progress, SampleError> {
+        let Some(call) = self.guided_call() else {
+            return Err(SampleError::Step(
+                "the next step is not a guided sampler step".into(),
+            ));
+        };
+        let x = match &call {
+            GuidedCall::Content { x, .. } | GuidedCall::Motion { x, .. } => x,
+        };
+        for (what, e) in [("null", &null), ("conditional", &cond)] {
+            if e.dims() != x.dims() {
+                return Err(SampleError::Step(format!(
+                    "the {what} prediction has shape {:?}, expected the sample's {:?}",
+                    e.dims(),
+                    x.dims()
+                )));
+            }
+        }
+        self.advance(Some((null, cond)))
+    }
+
+    /// [`step`](Self::step), with a guided sampler step's two predictions given (`(null, cond)`)
+    /// instead of computed here.
+    fn advance(&mut self, given: Option<(Tensor<4>, Tensor<4>)>) -> Result<Progress, SampleError> {
+        let p = self.pipeline;
+        let mut given = given;
+        let mut combine = |guidance| {
+            given
+                .take()
+                .map(|(null, cond)| classifier_free_guidance(null, cond, guidance))
+        };
         let state = std::mem::replace(&mut self.state, State::Failed);
         let (state, progress) = match state {
             State::Text { prompt, content } => {
@@ -219,7 +297,12 @@ impl<'a> Generation<'a> {
             }
             State::Content { text, mut run } => {
                 let guidance = self.options.content.guidance;
-                run.step(&mut |x, t| p.predict_content(&text, x, t, guidance));
+                let mut given = combine(guidance);
+                run.step(&mut |x, t| {
+                    given
+                        .take()
+                        .unwrap_or_else(|| p.predict_content(&text, x, t, guidance))
+                });
                 let progress = Progress::of(Stage::Content, run.done(), run.total());
                 let state = if run.is_finished() {
                     let content = run.sample().clone();
@@ -236,7 +319,12 @@ impl<'a> Generation<'a> {
                 mut run,
             } => {
                 let guidance = self.options.motion.guidance;
-                run.step(&mut |x, t| p.predict_motion(&content, &pooled, x, t, guidance));
+                let mut given = combine(guidance);
+                run.step(&mut |x, t| {
+                    given
+                        .take()
+                        .unwrap_or_else(|| p.predict_motion(&content, &pooled, x, t, guidance))
+                });
                 let progress = Progress::of(Stage::Motion, run.done(), run.total());
                 let state = if run.is_finished() {
                     State::Decode {

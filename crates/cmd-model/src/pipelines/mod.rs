@@ -23,7 +23,7 @@ pub mod noise;
 pub mod single_file;
 pub mod stable_diffusion;
 
-pub use cmd::{CmdPipeline, Codec, GenerateOptions, Stage, Video, guided_motion};
+pub use cmd::{CmdPipeline, Codec, GenerateOptions, GuidedCall, Stage, Video, guided_motion};
 pub use denoise::{
     GuidedNetwork, Rows, SampleLoop, Sampler, SamplingOptions, denoise, guided, rows_of,
     sample_loop,

@@ -251,6 +251,9 @@ pub enum SampleError {
     /// Generation options out of range.
     #[error(transparent)]
     Options(#[from] super::generation::OptionError),
+    /// A step that cannot be taken now (see [`Generation::step_guided`](super::Generation::step_guided)).
+    #[error("{0}")]
+    Step(String),
 }
 
 /// Text states of a prompt, `[1, 77, D]`, and its tokens (which say whether the prompt was cut
