@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Shrinks the built browser site's engine with binaryen's wasm-opt (-Os): 33.9 -> 20.5 MB,
-# 5.9 -> 4.9 MB gzipped; its speed is unchanged (docs/benchmarks.md). Run after
+# Shrinks the built browser site's engine with binaryen's wasm-opt (-Os): 41.6 -> 24.9 MB,
+# 6.0 MB gzipped; its speed is unchanged (docs/benchmarks.md). Run after
 # `trunk build --release`, before publishing dist/. The pinned binaryen comes from the npm
 # package of tests/browser (`npm ci` there); it takes about 5 minutes on 2 cores.
 #

@@ -4,7 +4,8 @@
 //   node e2e.mjs [SITE_DIR]        (default: ../../dist)
 //
 // Checks: a software WebGPU adapter gives way to the CPU unless `?gpu=1`; with it the page
-// loads the model on WebGPU; a clip generated with few steps shows frames
+// loads the model on WebGPU; a clip generated with few steps, reading nothing back from the
+// GPU in its sampler steps, shows frames
 // that are not blank and differ from each other; a bundled real clip is decomposed by the
 // real-video autoencoder, fetched only then (PSNR shown), and motion transferred with it
 // without fetching it again; a bad upload gets a clear message; without WebGPU the page says so and runs on the
@@ -43,8 +44,9 @@ async function main() {
       `a software WebGPU adapter gives way to the CPU, and the page says so (${chosen.status})`);
     await soft.close();
 
-    // ?gpu=1: WebGPU (SwiftShader) all the same, running the WGSL kernels of shaders/.
-    const p = await open(gpu, `${url}?gpu=1`);
+    // ?gpu=1: WebGPU (SwiftShader) all the same, running the WGSL kernels of shaders/
+    // (?bench=1 counts the WebGPU calls of each stage).
+    const p = await open(gpu, `${url}?gpu=1&bench=1`);
     const state = await p.evaluate(() => ({ backend: window.cmd.backend, error: window.cmd.error }));
     check(state.backend === 'WebGPU', `model loads on WebGPU (backend: ${state.backend}, error: ${state.error})`);
     const t0 = Date.now();
@@ -53,6 +55,11 @@ async function main() {
     check(!error && last && last.frames === 16, `a 16-frame clip is generated (${error || ''})`);
     const said = await p.evaluate(() => document.getElementById('status').textContent);
     check(/^Done: /.test(said), `the status line says the clip is done (${said})`);
+    // The sampler steps read nothing back from the GPU (a barrier settles each step, after
+    // burn's fusion has handed its queued operations over).
+    const stages = await p.evaluate(() => window.cmd.timings.filter((t) => ['content', 'motion'].includes(t.stage)));
+    check(stages.length === 2 && stages.every((t) => t.readbacks === 0 && t.dispatches > 0),
+      `no read-backs in the sampler steps (${stages.map((t) => `${t.stage}: ${t.readbacks} read-backs, ${t.dispatches} dispatches`).join('; ')})`);
     if (last) {
       const blank = last.means.every((m) => m < 2 || m > 253);
       check(!blank, `frames are not blank (mean brightness ${last.means[0].toFixed(1)})`);

@@ -39,6 +39,20 @@ fn the_kernels_run_only_where_they_can() {
 }
 
 #[test]
+fn the_barrier_settles_queued_work_on_wgpu_only() {
+    assert!(kernels::wgpu_barrier(&Device::flex()).is_none());
+    let gpu = gpu();
+    // A chain of element-wise operations, which burn's fusion holds back (in builds with it)
+    // until the barrier hands them over.
+    let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -2.0, 3.0, 0.5], [2, 2]), &gpu);
+    let y = ((x.clone() * 2.0).exp() + x).tanh();
+    let barrier = kernels::wgpu_barrier(&gpu).expect("a barrier on wgpu");
+    pollster::block_on(barrier).expect("the barrier resolves");
+    let want = [1.0f32, -2.0, 3.0, 0.5].map(|v| ((2.0 * v).exp() + v).tanh());
+    assert!(max_diff(&values(y), &want) < 1e-6);
+}
+
+#[test]
 fn fused_content_frame_equals_the_tensor_version() {
     let (gpu, cpu) = (gpu(), Device::flex());
     // Two clips of 16 frames, 3 x 10 x 14 (H != W); logits spread wide so that the softmax

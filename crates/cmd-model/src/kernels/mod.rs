@@ -329,15 +329,15 @@ pub fn runs_wgsl(device: &Device) -> bool {
 }
 
 /// A barrier on a wgpu `device`: resolves once the GPU has run the work queued on it so far,
-/// reading nothing back (WebGPU's `onSubmittedWorkDone`). `None` where a barrier cannot stand
-/// in for a read-back: off wgpu, and in builds with burn's fusion, which holds operations back
-/// from the device until something is read.
+/// reading nothing back (WebGPU's `onSubmittedWorkDone`). With burn's fusion, which holds
+/// operations back until something is read, it first hands them to the device. `None` off
+/// wgpu.
 pub fn wgpu_barrier(
     device: &Device,
 ) -> Option<impl std::future::Future<Output = Result<(), String>> + use<>> {
-    #[cfg(all(feature = "wgsl", not(feature = "fusion")))]
+    #[cfg(feature = "wgsl")]
     return wgsl::barrier(device);
-    #[cfg(not(all(feature = "wgsl", not(feature = "fusion"))))]
+    #[cfg(not(feature = "wgsl"))]
     {
         let _ = device;
         None::<std::future::Ready<Result<(), String>>>

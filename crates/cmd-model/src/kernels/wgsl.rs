@@ -29,17 +29,39 @@ pub(super) fn runs_on(device: &Device) -> bool {
 }
 
 /// See [`super::wgpu_barrier`].
-#[cfg(not(feature = "fusion"))]
 pub(super) fn barrier(
     device: &Device,
 ) -> Option<impl std::future::Future<Output = Result<(), String>> + use<>> {
     match device.as_dispatch() {
         DispatchDevice::Cube(cube @ cubecl::Device::Wgpu(_)) => {
+            let drained = drain_fusion(cube);
             let sync = cube.client().sync();
-            Some(async move { sync.await.map_err(|e| format!("the GPU failed: {e}")) })
+            Some(async move {
+                drained?;
+                sync.await.map_err(|e| format!("the GPU failed: {e}"))
+            })
         }
         _ => None,
     }
+}
+
+/// Hands the operations burn's fusion still holds back on `device` to the device (its kernels
+/// are queued, nothing is read back), so that a barrier after it covers them.
+#[cfg(feature = "fusion")]
+fn drain_fusion(device: &cubecl::Device) -> Result<(), String> {
+    use burn::backend::fusion::{FusionBackend, client::GlobalFusionClient};
+    GlobalFusionClient::<<CubeBackend as FusionBackend>::FusionRuntime>::load(device)
+        .try_sync(|| ())
+        .map_err(|e| {
+            let why = e.message().unwrap_or("its server stopped").to_string();
+            format!("the GPU's operation queue failed: {why}")
+        })
+}
+
+/// Without fusion every operation is queued on the device when it is called.
+#[cfg(not(feature = "fusion"))]
+fn drain_fusion(_device: &cubecl::Device) -> Result<(), String> {
+    Ok(())
 }
 
 /// Whether the kernels can take this tensor: `f32` on a wgpu device, without autodiff.
