@@ -106,7 +106,13 @@ function endStage() {
   if (!lastStage) return;
   const entry = { stage: lastStage, ms: performance.now() - stageStarted, steps: lastTotal };
   if (stageGpu && lastGpu) {
-    for (const key of Object.keys(lastGpu)) entry[key] = lastGpu[key] - stageGpu[key];
+    const { kernels, ...calls } = lastGpu;
+    for (const key of Object.keys(calls)) entry[key] = calls[key] - stageGpu[key];
+    entry.kernels = {};
+    for (const [family, n] of Object.entries(kernels)) {
+      const made = n - (stageGpu.kernels[family] || 0);
+      if (made) entry.kernels[family] = made;
+    }
   }
   timings.push(entry);
 }
@@ -173,7 +179,8 @@ async function run(title, message, transfer) {
 function bench(title) {
   const total = timings.reduce((s, t) => s + t.ms, 0);
   console.log(`bench: ${title} on ${state.backend}`);
-  console.table(timings.map((t) => ({ ...t, ms: Math.round(t.ms) })).concat([{ stage: 'total', ms: Math.round(total) }]));
+  console.table(timings.map(({ kernels, ...t }) => ({ ...t, ms: Math.round(t.ms) }))
+    .concat([{ stage: 'total', ms: Math.round(total) }]));
   state.timings = timings;
 }
 

@@ -88,27 +88,45 @@ function startHelper(files) {
 // WebGPU calls made so far, counted when 'load' asks (`?bench=1`): compute dispatches, queue
 // submissions and read-backs (buffers mapped for reading, each a wait on the GPU). Counted
 // at the API, so they are what the browser's GPU process sees, whatever burn does inside.
+// `kernels` counts the dispatches per kernel family (see `kernelFamily`).
 let gpuCalls = null;
+
+// A compute pipeline's kernel family: cubecl labels each pipeline with its kernel's name,
+// types and a hash (`kernel_binop_c_f32_n_4_12e1994d`), and the family drops the last two
+// (`kernel_binop`). The WGSL kernels of shaders/ are `main`.
+function kernelFamily(label) {
+  return (label || 'unnamed').replace(/_[0-9a-f]{8}$/, '').replace(/(_[a-z]+)?_[fiu]\d+(_.*)?$/, '');
+}
 
 function countGpuCalls() {
   if (gpuCalls || !self.GPUComputePassEncoder) return;
-  gpuCalls = { dispatches: 0, submits: 0, readbacks: 0 };
+  gpuCalls = { dispatches: 0, submits: 0, readbacks: 0, kernels: {} };
   const wrap = (proto, name, counts) => {
     const call = proto[name];
     proto[name] = function (...args) {
-      const key = counts(args);
+      const key = counts(args, this);
       if (key) gpuCalls[key] += 1;
       return call.apply(this, args);
     };
   };
-  wrap(GPUComputePassEncoder.prototype, 'dispatchWorkgroups', () => 'dispatches');
-  wrap(GPUComputePassEncoder.prototype, 'dispatchWorkgroupsIndirect', () => 'dispatches');
+  const pass = GPUComputePassEncoder.prototype;
+  const dispatched = (_, encoder) => {
+    const family = encoder.cmdKernel || 'unnamed';
+    gpuCalls.kernels[family] = (gpuCalls.kernels[family] || 0) + 1;
+    return 'dispatches';
+  };
+  wrap(pass, 'setPipeline', ([pipeline], encoder) => {
+    encoder.cmdKernel = kernelFamily(pipeline.label);
+    return null;
+  });
+  wrap(pass, 'dispatchWorkgroups', dispatched);
+  wrap(pass, 'dispatchWorkgroupsIndirect', dispatched);
   wrap(GPUQueue.prototype, 'submit', () => 'submits');
   wrap(GPUBuffer.prototype, 'mapAsync', ([mode]) => (mode & GPUMapMode.READ ? 'readbacks' : null));
 }
 
 function gpuCounts() {
-  return gpuCalls && { ...gpuCalls };
+  return gpuCalls && { ...gpuCalls, kernels: { ...gpuCalls.kernels } };
 }
 
 // A model's files: from the Cache Storage when they are there and model.json is unchanged,

@@ -1,6 +1,7 @@
 // Generation time per stage in headless Chromium, from the page's own `?bench=1` timings: a
 // one-step clip first (so compiling the shaders is not timed), then a clip of STEPS content and
-// STEPS motion steps; prints a table.
+// STEPS motion steps; prints a table (on WebGPU with the calls counted, and a second table of
+// each sampler step's dispatches by kernel family).
 //
 //   node bench.mjs [STEPS] [SITE_DIR]   (default: 10, ../../dist; BENCH_CPU=1: without WebGPU;
 //                                        BENCH_WORKERS=1: the CPU path on one worker)
@@ -39,6 +40,14 @@ try {
   const sum = (key) => timings.reduce((s, t) => s + t[key], 0);
   const totals = counted ? keys.map((k) => ` ${sum(k)} |`).join('') + ' | |' : '';
   console.log(`| total | ${Math.round(sum('ms'))} |${totals}`);
+  if (counted) {
+    // Where a sampler step's dispatches go: the kernel families that make most of them.
+    console.log('\n| stage | dispatches per step, by kernel family |\n|---|---|');
+    for (const t of timings.filter((t) => t.stage === 'content' || t.stage === 'motion')) {
+      const top = Object.entries(t.kernels).sort((a, b) => b[1] - a[1]).slice(0, 10);
+      console.log(`| ${t.stage} | ${top.map(([k, n]) => `${k} ${(n / t.steps).toFixed(0)}`).join(', ')} |`);
+    }
+  }
 } finally {
   await browser.close();
   server.close();
