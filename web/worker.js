@@ -116,7 +116,8 @@ function countGpuCalls() {
     return 'dispatches';
   };
   wrap(pass, 'setPipeline', ([pipeline], encoder) => {
-    encoder.cmdKernel = kernelFamily(pipeline.label);
+    // Named once per pipeline, not on every use.
+    encoder.cmdKernel = pipeline.cmdKernel ??= kernelFamily(pipeline.label);
     return null;
   });
   wrap(pass, 'dispatchWorkgroups', dispatched);
