@@ -11,7 +11,7 @@
 @group(0) @binding(1) var<storage, read_write> logits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> content: array<f32>;
 @group(0) @binding(3) var<storage, read_write> weights: array<f32>;
-@group(0) @binding(4) var<storage, read_write> info: array<u32>;
+@group(0) @binding(4) var<storage, read> info: array<u32>;
 
 @compute @workgroup_size({{ workgroup_size }}, 1, 1)
 fn main(

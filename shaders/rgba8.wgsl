@@ -7,7 +7,7 @@
 
 @group(0) @binding(0) var<storage, read_write> frames: array<f32>;
 @group(0) @binding(1) var<storage, read_write> pixels: array<u32>;
-@group(0) @binding(2) var<storage, read_write> info: array<u32>;
+@group(0) @binding(2) var<storage, read> info: array<u32>;
 
 fn level(v: f32) -> u32 {
     return u32(floor((clamp(v, -1.0, 1.0) + 1.0) * 127.5 + 0.5));

@@ -93,8 +93,10 @@ let gpuCalls = null;
 
 // A compute pipeline's kernel family: cubecl labels each pipeline with its kernel's name,
 // types and a hash (`kernel_binop_c_f32_n_4_12e1994d`), and the family drops the last two
-// (`kernel_binop`). The WGSL kernels of shaders/ are `main`.
+// (`kernel_binop`). The WGSL kernels of shaders/ are all labelled `main` (burn's source-kernel
+// entry point): they count together as `shaders`.
 function kernelFamily(label) {
+  if (label === 'main') return 'shaders';
   return (label || 'unnamed').replace(/_[0-9a-f]{8}$/, '').replace(/(_[a-z]+)?_[fiu]\d+(_.*)?$/, '');
 }
 

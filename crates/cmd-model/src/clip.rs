@@ -6,10 +6,10 @@
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, sigmoid};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
+
+use crate::kernels;
 
 /// The activation of the feed-forward layers.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,11 +225,7 @@ impl SelfAttention {
         let q = split(self.q_proj.forward(x.clone()));
         let k = split(self.k_proj.forward(x.clone()));
         let v = split(self.v_proj.forward(x));
-        let options = AttentionModuleOptions {
-            is_causal: true,
-            ..Default::default()
-        };
-        let out = attention(q, k, v, None, None, options); // b h s dh
+        let out = kernels::causal_attention(q, k, v); // b h s dh
         self.out_proj
             .forward(out.swap_dims(1, 2).reshape([b, s, d]))
     }

@@ -430,7 +430,11 @@ impl Transformer2d {
                 Projection::Conv(conv2d(c, c, 1, device))
             }
         };
-        let ln = || LayerNormConfig::new(c).init(device);
+        let ln = || {
+            LayerNormConfig::new(c)
+                .with_epsilon(LAYER_NORM_EPS)
+                .init(device)
+        };
         Self {
             norm: GroupNormConfig::new(cfg.norm_num_groups, c)
                 .with_epsilon(1e-6)
@@ -474,14 +478,17 @@ impl Transformer2d {
     }
 }
 
+/// The transformer blocks' LayerNorm epsilon (diffusers' default).
+const LAYER_NORM_EPS: f64 = 1e-5;
+
 impl BasicTransformerBlock {
     fn forward(&self, x: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
-        let n1 = self.norm1.forward(x.clone());
+        let norm =
+            |norm: &LayerNorm, x: &Tensor<3>| kernels::layer_norm(norm, x.clone(), LAYER_NORM_EPS);
+        let n1 = norm(&self.norm1, &x);
         let x = self.attn1.forward(n1.clone(), &n1, x);
-        let x = self
-            .attn2
-            .forward(self.norm2.forward(x.clone()), context, x);
-        self.ff.forward(self.norm3.forward(x.clone()), x)
+        let x = self.attn2.forward(norm(&self.norm2, &x), context, x);
+        self.ff.forward(norm(&self.norm3, &x), x)
     }
 }
 

@@ -6,8 +6,6 @@
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
@@ -330,14 +328,7 @@ impl SpatialAttention {
             .reshape([b, c, h * w])
             .swap_dims(1, 2);
         let heads = |lin: &Linear| lin.forward(tokens.clone()).unsqueeze_dim::<4>(1);
-        let out = attention(
-            heads(&self.to_q),
-            heads(&self.to_k),
-            heads(&self.to_v),
-            None,
-            None,
-            AttentionModuleOptions::default(),
-        );
+        let out = kernels::attention(heads(&self.to_q), heads(&self.to_k), heads(&self.to_v));
         let out = self.to_out[0].forward(out.squeeze_dim::<3>(1)); // b (h w) c
         x + out.swap_dims(1, 2).reshape([b, c, h, w])
     }

@@ -4,6 +4,7 @@
 
 use std::sync::OnceLock;
 
+use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use cmd_model::kernels::{self, content_frame, content_frame_tensor, rgba8, rgba8_bytes};
 
@@ -27,6 +28,16 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
         .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The largest difference relative to `1 + |b|`: absolute near zero, relative for the large
+/// values that wide random inputs give.
+fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
         .fold(0.0, f32::max)
 }
 
@@ -157,4 +168,293 @@ fn rgba8_kernel_matches_the_tensor_version_on_random_frames() {
         off.len(),
         got.len()
     );
+}
+
+/// Packed projections `[B, N, 3 H d]` split into head views `[B, H, N, d]` the way the DiT
+/// does (a permute, then a narrow): strided, and k and v start at an offset in the buffer.
+fn packed_heads(qkv: Tensor<3>, heads: usize) -> [Tensor<4>; 3] {
+    let [b, n, width] = qkv.dims();
+    let d = width / (3 * heads);
+    let qkv = qkv.reshape([b, n, 3, heads, d]).permute([2, 0, 3, 1, 4]);
+    [0, 1, 2].map(|i| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0))
+}
+
+#[test]
+fn attention_kernel_equals_the_tensor_version() {
+    let (gpu, cpu) = (gpu(), Device::flex());
+    let on_gpu = |t: &Tensor<3>| Tensor::<3>::from_data(t.to_data(), &gpu);
+    // Cross-attention shapes (N != M, d != e, 70 queries: not a whole number of workgroups),
+    // as head-split views of [B, N, H d]; scores spread wide (std 4 before the scale), so the
+    // online softmax's maximum moves often.
+    let (b, h, n, m, d, e) = (2, 3, 70, 13, 8, 5);
+    let split = |t: Tensor<3>, w: usize| {
+        let [b, s, _] = t.dims();
+        t.reshape([b, s, h, w]).swap_dims(1, 2)
+    };
+    let q = Tensor::<3>::random([b, n, h * d], Distribution::Normal(0.0, 4.0), &cpu);
+    let k = Tensor::<3>::random([b, m, h * d], Distribution::Normal(0.0, 1.0), &cpu);
+    let v = Tensor::<3>::random([b, m, h * e], Distribution::Uniform(-1.0, 1.0), &cpu);
+    let want = kernels::attention_tensor(
+        split(q.clone(), d),
+        split(k.clone(), d),
+        split(v.clone(), e),
+    );
+    let got = kernels::attention(
+        split(on_gpu(&q), d),
+        split(on_gpu(&k), d),
+        split(on_gpu(&v), e),
+    );
+    assert_eq!(got.dims(), [b, h, n, e]);
+    let merged = |t: Tensor<4>| t.swap_dims(1, 2).reshape([b, n, h * e]);
+    let want = values(merged(want));
+    // The output merged into [B, N, H e] and read by a further (fused) operation.
+    let got = values(merged(got) * 2.0 + 1.0);
+    let want2: Vec<f32> = want.iter().map(|w| w * 2.0 + 1.0).collect();
+    assert!(
+        max_rel_diff(&got, &want2) < 1e-5,
+        "{}",
+        max_rel_diff(&got, &want2)
+    );
+
+    // Self-attention of packed projections, as the DiT's heads are split.
+    let qkv = Tensor::<3>::random([2, 37, 3 * 4 * 16], Distribution::Normal(0.0, 2.0), &cpu);
+    let [q, k, v] = packed_heads(qkv.clone(), 4);
+    let want = values(kernels::attention_tensor(q, k, v));
+    let [q, k, v] = packed_heads(on_gpu(&qkv), 4);
+    let got = values(kernels::attention(q, k, v));
+    assert!(
+        max_rel_diff(&got, &want) < 1e-5,
+        "{}",
+        max_rel_diff(&got, &want)
+    );
+
+    // One tensor as queries, keys and values (the kernel gets copies, not one buffer bound
+    // three times).
+    let x = Tensor::<4>::random([1, 2, 9, 8], Distribution::Normal(0.0, 1.0), &cpu);
+    let want = values(kernels::attention_tensor(x.clone(), x.clone(), x.clone()));
+    let x = Tensor::<4>::from_data(x.to_data(), &gpu);
+    let got = values(kernels::attention(x.clone(), x.clone(), x));
+    assert!(
+        max_rel_diff(&got, &want) < 1e-5,
+        "{}",
+        max_rel_diff(&got, &want)
+    );
+}
+
+#[test]
+fn causal_attention_kernel_equals_the_tensor_version() {
+    let (gpu, cpu) = (gpu(), Device::flex());
+    let qkv = Tensor::<3>::random([2, 21, 3 * 2 * 12], Distribution::Normal(0.0, 3.0), &cpu);
+    let [q, k, v] = packed_heads(qkv.clone(), 2);
+    let want = values(kernels::causal_attention_tensor(q, k, v.clone()));
+    let [gq, gk, gv] = packed_heads(Tensor::from_data(qkv.to_data(), &gpu), 2);
+    let got = values(kernels::causal_attention(gq, gk, gv));
+    assert!(
+        max_rel_diff(&got, &want) < 1e-5,
+        "{}",
+        max_rel_diff(&got, &want)
+    );
+    // The first query sees only the first key: its output is the first value row.
+    let first = values(v.narrow(2, 0, 1));
+    let got_first: Vec<f32> = got.chunks(12).step_by(21).flatten().copied().collect();
+    assert!(max_rel_diff(&got_first, &first) < 1e-6);
+}
+
+#[test]
+fn attention_matches_closed_forms_on_both_paths() {
+    let (gpu, cpu) = (gpu(), Device::flex());
+    for device in [&gpu, &cpu] {
+        let q = Tensor::<4>::random([1, 2, 5, 4], Distribution::Normal(0.0, 1.0), device);
+        let v = Tensor::<4>::random([1, 2, 6, 3], Distribution::Normal(0.0, 1.0), device);
+        // Equal keys: every query takes the mean of the values.
+        let k = Tensor::<4>::ones([1, 2, 6, 4], device);
+        let out = kernels::attention(q.clone(), k, v.clone());
+        let mean = values(v.clone().mean_dim(2).repeat_dim(2, 5));
+        assert!(max_diff(&values(out), &mean) < 1e-6);
+        // One key far ahead of the others (scores 0 against 50): its value row.
+        let mut keys = vec![0.0f32; 2 * 6 * 4];
+        for head in 0..2 {
+            keys[(head * 6 + 4) * 4] = 100.0;
+        }
+        let k = Tensor::<4>::from_data(TensorData::new(keys, [1, 2, 6, 4]), device);
+        let q = Tensor::<4>::ones([1, 2, 5, 4], device);
+        let out = kernels::attention(q, k, v.clone());
+        let row = values(v.narrow(2, 4, 1).repeat_dim(2, 5));
+        assert!(max_diff(&values(out), &row) < 1e-6);
+    }
+}
+
+#[test]
+fn attention_past_the_kernels_sizes_takes_the_tensor_version() {
+    let (gpu, cpu) = (gpu(), Device::flex());
+    // One head of 512 channels (the SD VAE's mid-block attention): past the kernel's 256.
+    let shape = [1, 1, 9, 512];
+    let t = |std: f64| Tensor::<4>::random(shape, Distribution::Normal(0.0, std), &cpu);
+    let (q, k, v) = (t(0.1), t(0.1), t(1.0));
+    let want = values(kernels::attention_tensor(q.clone(), k.clone(), v.clone()));
+    let on_gpu = |x: &Tensor<4>| Tensor::<4>::from_data(x.to_data(), &gpu);
+    let got = values(kernels::attention(on_gpu(&q), on_gpu(&k), on_gpu(&v)));
+    assert!(max_diff(&got, &want) < 1e-5);
+    // 600 queries on 600 keys: past the kernel's 512 x 512 scores.
+    let t = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &cpu);
+    let (q, k, v) = (t([1, 2, 600, 8]), t([1, 2, 600, 8]), t([1, 2, 600, 8]));
+    let want = values(kernels::attention_tensor(q.clone(), k.clone(), v.clone()));
+    let got = values(kernels::attention(on_gpu(&q), on_gpu(&k), on_gpu(&v)));
+    assert!(max_rel_diff(&got, &want) < 1e-5);
+}
+
+/// How a test lays a feature map out in memory.
+enum Layout {
+    Plain,
+    ChannelsLast,
+    Swapped,
+}
+
+#[test]
+fn group_norm_kernel_equals_the_tensor_version() {
+    use burn::nn::GroupNormConfig;
+    let (gpu, cpu) = (gpu(), Device::flex());
+    // Short segments (3 channels of 5 x 7 per group) and long ones (past 4096 values, where
+    // the kernel takes wider workgroups); inputs channels last (as burn's convolutions write
+    // them), plain, and with H and W swapped; random affine parameters.
+    let cases = [
+        ([2, 12, 5, 7], 4, Layout::ChannelsLast),
+        ([1, 8, 40, 48], 2, Layout::Plain),
+        ([2, 6, 3, 9], 3, Layout::Swapped),
+    ];
+    for (shape, groups, layout) in cases {
+        let norm = GroupNormConfig::new(groups, shape[1])
+            .with_epsilon(1e-6)
+            .init(&cpu);
+        let norm = Module::map(norm, &mut Randomise);
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.5, 2.0), &cpu);
+        let gpu_norm = norm.clone().to_device(&gpu);
+        let on_gpu = |t: Tensor<4>| Tensor::<4>::from_data(t.to_data(), &gpu);
+        let on_gpu = match layout {
+            Layout::Plain => on_gpu(x.clone()),
+            Layout::ChannelsLast => on_gpu(x.clone().permute([0, 2, 3, 1])).permute([0, 3, 1, 2]),
+            Layout::Swapped => on_gpu(x.clone().swap_dims(2, 3)).swap_dims(2, 3),
+        };
+        for silu in [false, true] {
+            let want = values(kernels::group_norm_tensor(&norm, x.clone(), silu));
+            let got = values(kernels::group_norm(&gpu_norm, on_gpu.clone(), silu));
+            assert!(
+                max_rel_diff(&got, &want) < 1e-5,
+                "{shape:?} silu {silu}: {}",
+                max_rel_diff(&got, &want)
+            );
+        }
+    }
+}
+
+#[test]
+fn layer_norm_kernel_equals_the_tensor_version() {
+    use burn::nn::LayerNormConfig;
+    let (gpu, cpu) = (gpu(), Device::flex());
+    // Rows of 24 (workgroups of 64, most invocations idle), rows of 5000 (workgroups of 256,
+    // several values per invocation), and 70 000 rows (the grid spills into a second
+    // dimension, with workgroups past the last row).
+    for shape in [[2, 37, 24], [1, 3, 5000], [1, 70_000, 4]] {
+        let norm = LayerNormConfig::new(shape[2]).with_epsilon(1e-5).init(&cpu);
+        let norm = Module::map(norm, &mut Randomise);
+        let x = Tensor::<3>::random(shape, Distribution::Normal(-1.0, 3.0), &cpu);
+        let want = values(norm.forward(x.clone()));
+        let got = kernels::layer_norm(
+            &norm.clone().to_device(&gpu),
+            Tensor::<3>::from_data(x.to_data(), &gpu),
+            1e-5,
+        );
+        let got = values(got);
+        assert!(
+            max_rel_diff(&got, &want) < 1e-5,
+            "{shape:?}: {}",
+            max_rel_diff(&got, &want)
+        );
+    }
+}
+
+#[test]
+fn layer_norm_kernel_takes_rows_of_any_rank() {
+    use burn::nn::LayerNormConfig;
+    let (gpu, cpu) = (gpu(), Device::flex());
+    // The autoencoder's final norm: [B, L, N, C'], a permuted view.
+    let norm = Module::map(LayerNormConfig::new(16).init(&cpu), &mut Randomise);
+    let x = Tensor::<4>::random([2, 3, 5, 16], Distribution::Normal(0.0, 1.0), &cpu);
+    let want = values(norm.forward(x.clone()));
+    let on_gpu = Tensor::<4>::from_data(x.swap_dims(1, 2).to_data(), &gpu).swap_dims(1, 2);
+    let got = values(kernels::layer_norm(
+        &norm.clone().to_device(&gpu),
+        on_gpu,
+        1e-5,
+    ));
+    assert!(
+        max_rel_diff(&got, &want) < 1e-5,
+        "{}",
+        max_rel_diff(&got, &want)
+    );
+}
+
+#[test]
+fn modulated_norm_kernel_equals_the_tensor_version() {
+    let (gpu, cpu) = (gpu(), Device::flex());
+    // Three clips with their own shift and scale (DiT's adaLN), rows of 64; shift and scale
+    // are chunks of one modulation output, as the DiT's are: views 256 and 512 bytes into one
+    // buffer, whose ranges overlap.
+    let x = Tensor::<3>::random([3, 21, 64], Distribution::Normal(1.0, 2.0), &cpu);
+    let modulation = Tensor::<2>::random([3, 3 * 64], Distribution::Normal(0.0, 1.0), &cpu);
+    let [shift, scale, _] = <[Tensor<2>; 3]>::try_from(modulation.clone().chunk(3, 1)).unwrap();
+    let want = kernels::modulated_norm_tensor(x.clone(), shift, scale, 1e-6);
+    let modulation = Tensor::<2>::from_data(modulation.to_data(), &gpu);
+    let [shift, scale, _] = <[Tensor<2>; 3]>::try_from(modulation.chunk(3, 1)).unwrap();
+    let got = kernels::modulated_norm(Tensor::from_data(x.to_data(), &gpu), shift, scale, 1e-6);
+    let (got, want) = (values(got), values(want));
+    assert!(
+        max_rel_diff(&got, &want) < 1e-5,
+        "{}",
+        max_rel_diff(&got, &want)
+    );
+}
+
+#[test]
+fn norms_match_closed_forms_on_the_kernel() {
+    use burn::nn::{GroupNormConfig, LayerNormConfig};
+    let gpu = gpu();
+    // A constant segment normalises to zero: the output is beta (SiLU of beta with silu).
+    let norm = Module::map(GroupNormConfig::new(2, 4).init(&gpu), &mut Randomise);
+    let beta = values(norm.beta.as_ref().unwrap().val());
+    let out = values(kernels::group_norm(
+        &norm,
+        Tensor::full([1, 4, 3, 3], 7.0, &gpu),
+        true,
+    ));
+    for (c, chunk) in out.chunks(9).enumerate() {
+        let want = beta[c] / (1.0 + (-beta[c]).exp());
+        assert!(
+            chunk.iter().all(|v| (v - want).abs() < 1e-6),
+            "{chunk:?} {want}"
+        );
+    }
+    // Two values a and -a per row normalise to -1 and 1 (variance a^2, eps aside).
+    let norm = LayerNormConfig::new(2).with_epsilon(1e-12).init(&gpu);
+    let x = Tensor::<2>::from_data(TensorData::new(vec![3.0f32, -3.0, -0.5, 0.5], [2, 2]), &gpu);
+    let out = values(kernels::layer_norm(&norm, x, 1e-12));
+    assert!(max_diff(&out, &[1.0, -1.0, -1.0, 1.0]) < 1e-6, "{out:?}");
+}
+
+/// Fills a module's parameters with random values (normal, std 0.5, about 1 for scales).
+struct Randomise;
+
+impl burn::module::ModuleMapper for Randomise {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        let (id, value, mapper) = param.consume();
+        let noise = Tensor::random(
+            value.shape(),
+            Distribution::Normal(0.0, 0.5),
+            &value.device(),
+        );
+        burn::module::Param::from_mapped_value(id, value + noise, mapper)
+    }
 }

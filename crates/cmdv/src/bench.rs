@@ -119,8 +119,8 @@ fn bench_data(args: &BenchArgs) -> Result<()> {
 }
 
 /// Each WGSL kernel against its tensor version on the same device and input: the content frame
-/// of a batch of clips of the preset's size, and the packing of its frames (at pixel size) to
-/// canvas pixels, read back as the browser does.
+/// of a batch of clips of the preset's size, the packing of its frames (at pixel size) to
+/// canvas pixels, read back as the browser does, and attention and GroupNorm at fixed sizes.
 fn bench_kernels(args: &BenchArgs) -> Result<()> {
     ensure!(
         args.batch > 0 && args.iters > 0,
@@ -179,7 +179,40 @@ fn bench_kernels(args: &BenchArgs) -> Result<()> {
             Ok(())
         }
     };
-    let rows = [
+    // Attention and norms at the shipped teaching UNet's sizes (32 x 32 content frames: 256
+    // tokens at its first attention level, 4 heads of 16, 77 text tokens), at the attention
+    // kernel's longest sequences (512 tokens), and a GroupNorm of SD's size, with the batch
+    // of guidance.
+    let normal =
+        |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    let attention = |[b, h, n, m, d]: [usize; 5], fused: bool| {
+        let (q, k, v) = (
+            normal([b, h, n, d]),
+            normal([b, h, m, d]),
+            normal([b, h, m, d]),
+        );
+        move || {
+            let out = if fused {
+                kernels::attention(q.clone(), k.clone(), v.clone())
+            } else {
+                kernels::attention_tensor(q.clone(), k.clone(), v.clone())
+            };
+            sync(device, out)
+        }
+    };
+    let norm = |shape: [usize; 4], groups: usize, fused: bool| {
+        let x = normal(shape);
+        let norm = burn::nn::GroupNormConfig::new(groups, shape[1]).init(device);
+        move || {
+            let out = if fused {
+                kernels::group_norm(&norm, x.clone(), true)
+            } else {
+                kernels::group_norm_tensor(&norm, x.clone(), true)
+            };
+            sync(device, out)
+        }
+    };
+    let mut rows = vec![
         (
             format!("content frame {clips:?}"),
             median(&mut content(false))?,
@@ -191,6 +224,24 @@ fn bench_kernels(args: &BenchArgs) -> Result<()> {
             median(&mut pack(true))?,
         ),
     ];
+    for shape in [
+        [2, 4, 256, 256, 16],
+        [2, 4, 256, 77, 16],
+        [2, 8, 512, 512, 32],
+    ] {
+        rows.push((
+            format!("attention [B, H, N, M, d] {shape:?}"),
+            median(&mut attention(shape, false))?,
+            median(&mut attention(shape, true))?,
+        ));
+    }
+    for (shape, groups) in [([2, 64, 16, 16], 8), ([2, 320, 32, 32], 32)] {
+        rows.push((
+            format!("group norm + SiLU {shape:?}, {groups} groups"),
+            median(&mut norm(shape, groups, false))?,
+            median(&mut norm(shape, groups, true))?,
+        ));
+    }
     println!(
         "WGSL kernels vs tensor versions, device {:?} (kernels {}), {} timed runs",
         args.device,

@@ -15,6 +15,16 @@ use super::config::AutoencoderConfig;
 use super::rope::Rotary;
 use crate::kernels;
 
+/// The LayerNorms' epsilon (PyTorch's default).
+const NORM_EPS: f64 = 1e-5;
+
+/// A LayerNorm over `dim` channels with [`NORM_EPS`].
+fn layer_norm(dim: usize, device: &Device) -> LayerNorm {
+    LayerNormConfig::new(dim)
+        .with_epsilon(NORM_EPS)
+        .init(device)
+}
+
 /// Multi-head self-attention with rotary positions on queries and keys.
 #[derive(Module, Debug)]
 pub struct Attention {
@@ -29,7 +39,7 @@ impl Attention {
     pub fn new(dim: usize, heads: usize, head_dim: usize, device: &Device) -> Self {
         let inner = heads * head_dim;
         Self {
-            norm: LayerNormConfig::new(dim).init(device),
+            norm: layer_norm(dim, device),
             to_qkv: LinearConfig::new(dim, 3 * inner)
                 .with_bias(false)
                 .init(device),
@@ -46,7 +56,10 @@ impl Attention {
     /// - x: `[batch, n, dim]`, with `n` the positions of `rope`
     /// - output: `[batch, n, dim]`
     pub fn forward(&self, x: Tensor<3>, rope: &Rotary) -> Tensor<3> {
-        let qkv = kernels::linear(&self.to_qkv, self.norm.forward(x.clone())); // b n (three h dh)
+        let qkv = kernels::linear(
+            &self.to_qkv,
+            kernels::layer_norm(&self.norm, x.clone(), NORM_EPS),
+        ); // b n (three h dh)
         let out = rope.attention(qkv, self.heads); // b n (h dh)
         kernels::linear_add(&self.to_out, out, x)
     }
@@ -64,7 +77,7 @@ impl FeedForward {
     /// A GEGLU feed-forward with hidden width `4 * dim`.
     pub fn new(dim: usize, device: &Device) -> Self {
         Self {
-            norm: LayerNormConfig::new(dim).init(device),
+            norm: layer_norm(dim, device),
             proj_in: LinearConfig::new(dim, 8 * dim).init(device),
             proj_out: LinearConfig::new(4 * dim, dim)
                 .with_initializer(Initializer::Zeros)
@@ -77,7 +90,10 @@ impl FeedForward {
     /// # Shapes
     /// - x: `[..., dim]`, output the same
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let h = kernels::linear(&self.proj_in, self.norm.forward(x.clone()));
+        let h = kernels::linear(
+            &self.proj_in,
+            kernels::layer_norm(&self.norm, x.clone(), NORM_EPS),
+        );
         kernels::linear_add(&self.proj_out, kernels::geglu(h), x)
     }
 }
@@ -151,7 +167,7 @@ impl Transformer {
             blocks: (0..config.depth)
                 .map(|_| SpaceTimeBlock::new(config, device))
                 .collect(),
-            norm: LayerNormConfig::new(config.hidden).init(device),
+            norm: layer_norm(config.hidden, device),
         }
     }
 
@@ -162,6 +178,6 @@ impl Transformer {
             .blocks
             .iter()
             .fold(x, |x, block| block.forward(x, positions));
-        self.norm.forward(x)
+        kernels::layer_norm(&self.norm, x, NORM_EPS)
     }
 }

@@ -10,6 +10,10 @@
 //!
 //! - [`content_frame`]: the fused softmax-over-time weighted sum (spec section 1).
 //! - [`rgba8`]: float frames packed into canvas pixels.
+//! - [`attention`] and [`causal_attention`]: scaled dot-product attention in one pass, with an
+//!   online softmax, reading the head-split views as they are.
+//! - [`group_norm`] (with SiLU), [`layer_norm`] and [`modulated_norm`]: one workgroup per group
+//!   or row.
 //!
 //! The CPU kernels ([`attention`], [`rope_attention`], [`conv2d`], [`linear`], [`linear_add`],
 //! [`gated_linear_add`], [`geglu`], [`gelu_tanh`], [`group_norm`], [`modulated_norm`]) follow the same rule on Flex
@@ -23,7 +27,7 @@ mod wgsl;
 #[cfg(feature = "cpu")]
 use burn::module::Param;
 use burn::nn::conv::Conv2d;
-use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
+use burn::nn::{GroupNorm, LayerNorm, Linear, PaddingConfig2d};
 use burn::tensor::activation::{self, gelu, gelu_approximate, softmax};
 use burn::tensor::module;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -70,19 +74,48 @@ pub fn join<A: Send, B: Send>(
     (a(), b())
 }
 
-/// Scaled dot-product attention `softmax(q k^T / sqrt(d)) v`, without mask. Runs the CPU
-/// kernel where it can (see the module docs; any length: the queries go in blocks of at most
-/// 1 MiB of scores), elsewhere burn's `attention`.
+/// Scaled dot-product attention `softmax(q k^T / sqrt(d)) v`, without mask. Runs the WGSL
+/// kernel on wgpu devices (heads of up to 256 channels, up to 512 x 512 scores per head; its
+/// output has the heads side by side in memory, so that merging them costs no copy) and the
+/// CPU kernel on the CPU (any length:
+/// the queries go in blocks of at most 1 MiB of scores), where they can (see the module
+/// docs); elsewhere burn's `attention`.
 ///
 /// # Shapes
 /// - q: `[B, H, N, d]`, k: `[B, H, M, d]`, v: `[B, H, M, e]`
 /// - returns `[B, H, N, e]`
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "wgsl")]
+    if wgsl::attention_applies(&q, &k, &v) {
+        return wgsl::attention(q, k, v, false);
+    }
     #[cfg(feature = "cpu")]
     if cpu::applies(&q) && cpu::applies(&k) && cpu::applies(&v) {
         return cpu::attention(q, k, v);
     }
     attention_tensor(q, k, v)
+}
+
+/// [`attention`] with a causal mask: query `i` attends to keys `0..=i` (CLIP's text encoder).
+/// Runs the WGSL kernel where it can, elsewhere [`causal_attention_tensor`].
+///
+/// # Shapes
+/// - q: `[B, H, N, d]`, k: `[B, H, N, d]`, v: `[B, H, N, e]`; returns `[B, H, N, e]`
+pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "wgsl")]
+    if wgsl::attention_applies(&q, &k, &v) {
+        return wgsl::attention(q, k, v, true);
+    }
+    causal_attention_tensor(q, k, v)
+}
+
+/// [`causal_attention`] as burn's fused op.
+pub fn causal_attention_tensor(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let options = AttentionModuleOptions {
+        is_causal: true,
+        ..Default::default()
+    };
+    module::attention(q, k, v, None, None, options)
 }
 
 /// Multi-head self-attention of packed projections, with rotary positions on queries and
@@ -131,7 +164,7 @@ pub fn rope(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
     x * cos + Tensor::cat(vec![x2.neg(), x1], 3) * sin
 }
 
-/// [`attention`] as burn's fused op: the reference the CPU kernel must equal.
+/// [`attention`] as burn's fused op: the reference the kernels must equal.
 pub fn attention_tensor(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     module::attention(q, k, v, None, None, AttentionModuleOptions::default())
 }
@@ -191,12 +224,19 @@ pub fn conv3x3_applies(conv: &Conv2d) -> bool {
 }
 
 /// `norm` (a GroupNorm) of `x`, then SiLU when `silu`: diffusers' ResNet and output norms in
-/// one pass over the data instead of about ten. Runs the CPU kernel where it can (see the
-/// module docs) and the norm has its affine parameters.
+/// one pass over the data instead of about ten. Runs the WGSL or the CPU kernel where it can
+/// (see the module docs) and the norm has its affine parameters.
 ///
 /// # Shapes
 /// - x: `[B, C, H, W]`; returns the same
 pub fn group_norm(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
+    #[cfg(feature = "wgsl")]
+    if let (Some(gamma), Some(beta), true) = (&norm.gamma, &norm.beta, wgsl::applies(&x)) {
+        let (gamma, beta) = (gamma.val(), beta.val());
+        if wgsl::applies(&gamma) && wgsl::applies(&beta) {
+            return wgsl::group_norm(x, gamma, beta, norm.num_groups, norm.epsilon, silu);
+        }
+    }
     #[cfg(feature = "cpu")]
     if let (Some(gamma), Some(beta), true) = (&norm.gamma, &norm.beta, cpu::applies(&x)) {
         let (gamma, beta) = (gamma.val(), beta.val());
@@ -205,6 +245,25 @@ pub fn group_norm(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
         }
     }
     group_norm_tensor(norm, x, silu)
+}
+
+/// `norm` (a LayerNorm over the last axis, made with `epsilon`) of `x`. Runs the WGSL kernel
+/// where it can (see the module docs) and the norm has a bias; elsewhere `LayerNorm::forward`.
+/// burn keeps a LayerNorm's epsilon private, so the caller passes the one it made it with.
+///
+/// # Shapes
+/// - x: `[..., C]`; returns the same
+pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>, epsilon: f64) -> Tensor<D> {
+    #[cfg(feature = "wgsl")]
+    if let (Some(beta), true) = (&norm.beta, wgsl::applies(&x)) {
+        let (gamma, beta) = (norm.gamma.val(), beta.val());
+        if wgsl::applies(&gamma) && wgsl::applies(&beta) {
+            return wgsl::layer_norm(x, gamma, beta, epsilon);
+        }
+    }
+    #[cfg(not(feature = "wgsl"))]
+    let _ = epsilon;
+    norm.forward(x)
 }
 
 /// [`group_norm`] as burn's `GroupNorm` and `silu`.
@@ -280,12 +339,16 @@ pub fn gated_linear_add(
 }
 
 /// DiT's adaLN: LayerNorm without affine parameters (over the last axis, `epsilon` in the
-/// variance), then `* (1 + scale) + shift` per clip. Runs the CPU kernel where it can (see
-/// the module docs): one pass instead of ten operations.
+/// variance), then `* (1 + scale) + shift` per clip. Runs the WGSL or the CPU kernel where
+/// it can (see the module docs): one pass instead of ten operations.
 ///
 /// # Shapes
 /// - x: `[B, N, D]`; shift, scale: `[B, D]`, broadcast over the `N` tokens; returns `[B, N, D]`
 pub fn modulated_norm(x: Tensor<3>, shift: Tensor<2>, scale: Tensor<2>, epsilon: f64) -> Tensor<3> {
+    #[cfg(feature = "wgsl")]
+    if wgsl::applies(&x) && wgsl::applies(&shift) && wgsl::applies(&scale) {
+        return wgsl::modulated_norm(x, shift, scale, epsilon);
+    }
     #[cfg(feature = "cpu")]
     if cpu::applies(&x) && cpu::applies(&shift) && cpu::applies(&scale) {
         return cpu::modulated_norm(x, shift, scale, epsilon);
