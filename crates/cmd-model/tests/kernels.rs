@@ -458,3 +458,28 @@ impl burn::module::ModuleMapper for Randomise {
         burn::module::Param::from_mapped_value(id, value + noise, mapper)
     }
 }
+
+#[test]
+fn channels_last_weights_keep_their_values() {
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    let (gpu, cpu) = (gpu(), Device::flex());
+    let conv = Conv2dConfig::new([6, 5], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(&gpu);
+    let conv = Module::map(conv, &mut Randomise);
+    let x = Tensor::<4>::random([2, 6, 7, 9], Distribution::Normal(0.0, 1.0), &gpu);
+    let want = values(conv.forward(x.clone()));
+    let stored = kernels::channels_last(conv.clone());
+    assert_eq!(values(stored.weight.val()), values(conv.weight.val()));
+    let got = values(stored.forward(x));
+    assert!(
+        max_rel_diff(&got, &want) < 1e-5,
+        "{}",
+        max_rel_diff(&got, &want)
+    );
+    // Off wgpu the module is returned as it is.
+    let on_cpu = conv.to_device(&cpu);
+    let same = kernels::channels_last(on_cpu.clone());
+    assert_eq!(values(same.weight.val()), values(on_cpu.weight.val()));
+}

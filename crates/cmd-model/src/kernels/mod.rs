@@ -379,6 +379,17 @@ pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     gelu_approximate(x)
 }
 
+/// `module` with its 4-D float parameters (convolution weights `[O, C, KH, KW]`) stored
+/// channels last where the WGSL kernels run: the same values, laid out as burn's convolution
+/// on wgpu reads them, which otherwise copies every weight into that layout on every call.
+/// Elsewhere `module` as it is.
+pub fn channels_last<M: burn::module::Module>(module: M) -> M {
+    #[cfg(feature = "wgsl")]
+    return module.map(&mut wgsl::ChannelsLast);
+    #[cfg(not(feature = "wgsl"))]
+    module
+}
+
 /// Whether the kernels run for `f32` tensors on `device` (a wgpu device without autodiff, in a
 /// build with the `wgsl` feature); elsewhere the functions below run their tensor versions.
 pub fn runs_wgsl(device: &Device) -> bool {

@@ -9,6 +9,7 @@ use burn::backend::{
     Dispatch,
     tensor::{FloatTensor, IntTensor},
 };
+use burn::module::{ModuleMapper, Param};
 use burn::tensor::{DType, Device, Int, Shape, Tensor};
 use cubecl::CubeCount;
 use cubecl::prelude::KernelId;
@@ -108,6 +109,24 @@ pub(super) fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) 
         v.into_dispatch(),
         causal,
     ))
+}
+
+/// Stores every 4-D float parameter on a wgpu device (convolution weights `[O, C, KH, KW]`)
+/// channels last: the same values, laid out `[O, KH, KW, C]` in memory, as burn's convolution
+/// reads them (it works in NHWC and would copy each weight into that layout on every call).
+pub(super) struct ChannelsLast;
+
+impl ModuleMapper for ChannelsLast {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, value, mapper) = param.consume();
+        if D != 4 || !applies(&value) {
+            return Param::from_mapped_value(id, value, mapper);
+        }
+        let axes = |order: [isize; 4]| -> [isize; D] { std::array::from_fn(|i| order[i]) };
+        let nhwc = value.permute(axes([0, 2, 3, 1])).into_dispatch();
+        let stored = Tensor::<D>::from_dispatch(<Dispatch as WgslOps>::contiguous(nhwc));
+        Param::from_mapped_value(id, stored.permute(axes([0, 3, 1, 2])), mapper)
+    }
 }
 
 /// GroupNorm of `x [B, C, H, W]` in `groups` groups, then SiLU when `silu`.
@@ -218,6 +237,11 @@ pub trait WgslOps: Backend {
         silu: bool,
         modulate: bool,
     ) -> FloatTensor<Self>;
+
+    /// `x` copied into a contiguous layout (burn's own copy kernel), as one operation fusion
+    /// keeps: burn has no tensor operation that lays a tensor out anew.
+    #[fusion(meta = |x| x.clone())]
+    fn contiguous(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// `shaders/rgba8.wgsl`: packed pixels `[N, H, W]` of frames `[N, 3, H, W]`.
     #[fusion(meta = |frames| burn::backend::fusion::custom::TensorSpec::new(
@@ -361,6 +385,10 @@ impl WgslOps for CubeBackend {
             ],
         );
         y
+    }
+
+    fn contiguous(x: CubeTensor) -> CubeTensor {
+        into_contiguous(x)
     }
 
     fn attention(q: CubeTensor, k: CubeTensor, v: CubeTensor, causal: bool) -> CubeTensor {

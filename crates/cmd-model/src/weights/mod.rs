@@ -58,7 +58,9 @@ pub enum WeightsError {
 
 /// Fills `model` from the safetensors `bytes` of `file` (a name for messages). Keys listed in
 /// `ignore` (by prefix) may be present without a place in the model; `remap` renames file keys
-/// (regex, replacement) where a checkpoint's layout cannot be mirrored by field names.
+/// (regex, replacement) where a checkpoint's layout cannot be mirrored by field names. On a
+/// wgpu device the convolution weights are then stored channels last
+/// ([`channels_last`](crate::kernels::channels_last)).
 pub fn load_safetensors<M: ModuleSnapshot>(
     model: &mut M,
     bytes: Vec<u8>,
@@ -113,6 +115,7 @@ pub fn load_tensors<M: ModuleSnapshot>(
             key: key.clone(),
         });
     }
+    *model = crate::kernels::channels_last(model.clone());
     Ok(())
 }
 
