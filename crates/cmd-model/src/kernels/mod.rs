@@ -230,18 +230,17 @@ pub fn conv3x3_applies(conv: &Conv2d) -> bool {
 /// # Shapes
 /// - x: `[B, C, H, W]`; returns the same
 pub fn group_norm(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
-    #[cfg(feature = "wgsl")]
-    if let (Some(gamma), Some(beta), true) = (&norm.gamma, &norm.beta, wgsl::applies(&x)) {
+    #[cfg(any(feature = "wgsl", feature = "cpu"))]
+    if let (Some(gamma), Some(beta)) = (&norm.gamma, &norm.beta) {
         let (gamma, beta) = (gamma.val(), beta.val());
-        if wgsl::applies(&gamma) && wgsl::applies(&beta) {
-            return wgsl::group_norm(x, gamma, beta, norm.num_groups, norm.epsilon, silu);
+        let (groups, epsilon) = (norm.num_groups, norm.epsilon);
+        #[cfg(feature = "wgsl")]
+        if wgsl::applies(&x) && wgsl::applies(&gamma) && wgsl::applies(&beta) {
+            return wgsl::group_norm(x, gamma, beta, groups, epsilon, silu);
         }
-    }
-    #[cfg(feature = "cpu")]
-    if let (Some(gamma), Some(beta), true) = (&norm.gamma, &norm.beta, cpu::applies(&x)) {
-        let (gamma, beta) = (gamma.val(), beta.val());
-        if cpu::applies(&gamma) && cpu::applies(&beta) {
-            return cpu::group_norm(x, gamma, beta, norm.num_groups, norm.epsilon, silu);
+        #[cfg(feature = "cpu")]
+        if cpu::applies(&x) && cpu::applies(&gamma) && cpu::applies(&beta) {
+            return cpu::group_norm(x, gamma, beta, groups, epsilon, silu);
         }
     }
     group_norm_tensor(norm, x, silu)

@@ -13,7 +13,7 @@ use burn::module::{ModuleMapper, Param};
 use burn::tensor::{DType, Device, Int, Shape, Tensor};
 use cubecl::CubeCount;
 use cubecl::prelude::KernelId;
-use cubecl::server::{BufferBinding, KernelArguments, MetadataBindingInfo};
+use cubecl::server::{KernelArguments, MetadataBindingInfo};
 use cubecl::zspace::metadata::Metadata;
 
 /// Invocations per workgroup: WebGPU's guaranteed minimum of `maxComputeInvocationsPerWorkgroup`.
@@ -273,16 +273,10 @@ impl WgslOps for CubeBackend {
         let content = output(&x, content_shape(&shape), DType::F32);
         let weights = output(&x, shape, DType::F32);
         launch(
-            &x,
             &Wgsl::content_frame(),
             clips * plane,
             &[frames, plane],
-            vec![
-                x.handle.clone().binding(),
-                logits.handle.clone().binding(),
-                content.handle.clone().binding(),
-                weights.handle.clone().binding(),
-            ],
+            &[&x, &logits, &content, &weights],
         );
         (content, weights)
     }
@@ -293,14 +287,10 @@ impl WgslOps for CubeBackend {
         let plane = shape[2] * shape[3];
         let pixels = output(&frames, rgba8_shape(&shape), DType::I32);
         launch(
-            &frames,
             &Wgsl::rgba8(),
             shape[0] * plane,
             &[plane],
-            vec![
-                frames.handle.clone().binding(),
-                pixels.handle.clone().binding(),
-            ],
+            &[&frames, &pixels],
         );
         pixels
     }
@@ -320,8 +310,8 @@ impl WgslOps for CubeBackend {
         // A feature map (GroupNorm) is read through its strides, and written channels last;
         // rows (LayerNorm, of any rank) as contiguous [N, C].
         let feature_map = spatial > 1;
-        let x = if feature_map && !x.meta.is_tiled() {
-            x
+        let x = if feature_map {
+            untiled(x)
         } else {
             into_contiguous(x)
         };
@@ -332,15 +322,8 @@ impl WgslOps for CubeBackend {
         let length = channels / groups * spatial;
         let (width, x_strides, y) = if feature_map {
             let s = x.meta.strides();
-            let [b, c, h, w] = dims4(&x);
-            let handle = x.client.empty(b * c * h * w * DType::F32.size());
-            let y = CubeTensor::new(
-                x.client.clone(),
-                handle,
-                Metadata::new(shape.clone(), vec![c * h * w, 1, w * c, c]),
-                x.device.clone(),
-                DType::F32,
-            );
+            let [_, c, h, w] = dims4(&x);
+            let y = laid_out(&x, shape.clone(), vec![c * h * w, 1, w * c, c]);
             (w, [s[0], s[1], s[2], s[3]], y)
         } else {
             (
@@ -373,16 +356,10 @@ impl WgslOps for CubeBackend {
         ];
         let (gamma, beta) = (gamma.0, beta.0);
         launch_per_group(
-            &x,
             &Wgsl::norm(workgroup),
             segments,
             &extra,
-            vec![
-                x.handle.clone().binding(),
-                gamma.handle.clone().binding(),
-                beta.handle.clone().binding(),
-                y.handle.clone().binding(),
-            ],
+            &[&x, &gamma, &beta, &y],
         );
         y
     }
@@ -394,28 +371,11 @@ impl WgslOps for CubeBackend {
     fn attention(q: CubeTensor, k: CubeTensor, v: CubeTensor, causal: bool) -> CubeTensor {
         q.assert_is_on_same_device(&k);
         q.assert_is_on_same_device(&v);
-        // The kernel reads any strides, but not a matmul's storage tiling.
-        let untiled = |t: CubeTensor| {
-            if t.meta.is_tiled() {
-                into_contiguous(t)
-            } else {
-                t
-            }
-        };
         let [q, k, v] = apart([untiled(q), untiled(k), untiled(v)]);
         let ([b, h, n, d], [m, e]) = (dims4(&q), [k.meta.shape()[2], v.meta.shape()[3]]);
         // [B, N, H, E] in memory, seen as [B, H, N, E].
-        let handle = q.client.empty(b * n * h * e * DType::F32.size());
-        let out = CubeTensor::new(
-            q.client.clone(),
-            handle,
-            Metadata::new(
-                attention_shape(q.meta.shape(), v.meta.shape()),
-                vec![n * h * e, e, h * e, 1],
-            ),
-            q.device.clone(),
-            DType::F32,
-        );
+        let shape = attention_shape(q.meta.shape(), v.meta.shape());
+        let out = laid_out(&q, shape, vec![n * h * e, e, h * e, 1]);
         let strides = |t: &CubeTensor| t.meta.strides().iter().copied().collect::<Vec<_>>();
         let scale = (1.0 / (d as f64).sqrt()) as f32;
         let extra: Vec<usize> = [h, n, m]
@@ -426,16 +386,10 @@ impl WgslOps for CubeBackend {
             .chain([scale.to_bits() as usize, usize::from(causal)])
             .collect();
         launch(
-            &q,
             &Wgsl::attention(d, e),
             b * h * n,
             &extra,
-            vec![
-                q.handle.clone().binding(),
-                k.handle.clone().binding(),
-                v.handle.clone().binding(),
-                out.handle.clone().binding(),
-            ],
+            &[&q, &k, &v, &out],
         );
         out
     }
@@ -478,10 +432,11 @@ fn overlap(a: &CubeTensor, b: &CubeTensor) -> bool {
 /// (`S` 1 and stride 0 for `[C]`): rows are read through their stride (the chunks of DiT's
 /// modulation are), channels must be adjacent.
 fn affine_rows(t: CubeTensor) -> (CubeTensor, [usize; 3]) {
-    let t = if t.meta.is_tiled() || t.meta.strides().last() != Some(&1) {
-        into_contiguous(t)
-    } else {
+    let t = untiled(t);
+    let t = if t.meta.strides().last() == Some(&1) {
         t
+    } else {
+        into_contiguous(t)
     };
     let (shape, strides) = (t.meta.shape(), t.meta.strides());
     let layout = match shape.num_dims() {
@@ -500,6 +455,29 @@ fn dims4(t: &CubeTensor) -> [usize; 4] {
     [shape[0], shape[1], shape[2], shape[3]]
 }
 
+/// `t` as it is, or, when it is storage-tiled for a matmul (which the kernels cannot read),
+/// laid out in rows.
+fn untiled(t: CubeTensor) -> CubeTensor {
+    if t.meta.is_tiled() {
+        into_contiguous(t)
+    } else {
+        t
+    }
+}
+
+/// A new `f32` tensor of `shape` on `like`'s device with the given `strides` (a permutation
+/// of a contiguous layout), its contents left to a kernel.
+fn laid_out(like: &CubeTensor, shape: Shape, strides: Vec<usize>) -> CubeTensor {
+    let handle = like.client.empty(shape.num_elements() * DType::F32.size());
+    CubeTensor::new(
+        like.client.clone(),
+        handle,
+        Metadata::new(shape, strides),
+        like.device.clone(),
+        DType::F32,
+    )
+}
+
 /// A new contiguous tensor on `like`'s device, its contents left to a kernel.
 fn output(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
     let handle = like.client.empty(shape.num_elements() * dtype.size());
@@ -513,41 +491,22 @@ fn output(like: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
 }
 
 /// Launches `kernel` with one invocation per output element over a 1-D (or, past
-/// [`MAX_GROUPS`] workgroups, 2-D) grid. The info buffer the kernel reads is
-/// `[invocations, extra..., workgroups along x]`.
-fn launch(
-    on: &CubeTensor,
-    kernel: &Wgsl,
-    invocations: usize,
-    extra: &[usize],
-    buffers: Vec<BufferBinding>,
-) {
+/// [`MAX_GROUPS`] workgroups, 2-D) grid, its buffers `tensors` in binding order. The info
+/// buffer the kernel reads is `[invocations, extra..., workgroups along x]`.
+fn launch(kernel: &Wgsl, invocations: usize, extra: &[usize], tensors: &[&CubeTensor]) {
     let groups = invocations.div_ceil(kernel.workgroup as usize);
-    dispatch(on, kernel, groups, invocations, extra, buffers);
+    dispatch(kernel, groups, invocations, extra, tensors);
 }
 
 /// Launches `kernel` with one workgroup per item (a segment the workgroup reduces), the grid
 /// laid out as in [`launch`]. The info buffer is `[items, extra..., workgroups along x]`.
-fn launch_per_group(
-    on: &CubeTensor,
-    kernel: &Wgsl,
-    items: usize,
-    extra: &[usize],
-    buffers: Vec<BufferBinding>,
-) {
-    dispatch(on, kernel, items, items, extra, buffers);
+fn launch_per_group(kernel: &Wgsl, items: usize, extra: &[usize], tensors: &[&CubeTensor]) {
+    dispatch(kernel, items, items, extra, tensors);
 }
 
-/// Launches `groups` workgroups of `kernel` with the info buffer `[count, extra..., workgroups
-/// along x]`.
-fn dispatch(
-    on: &CubeTensor,
-    kernel: &Wgsl,
-    groups: usize,
-    count: usize,
-    extra: &[usize],
-    buffers: Vec<BufferBinding>,
-) {
+/// Launches `groups` workgroups of `kernel` on the device of `tensors` (its buffers, in
+/// binding order) with the info buffer `[count, extra..., workgroups along x]`.
+fn dispatch(kernel: &Wgsl, groups: usize, count: usize, extra: &[usize], tensors: &[&CubeTensor]) {
     let word = |n: usize| u32::try_from(n).expect("kernel sizes fit in 32 bits");
     let groups = word(groups);
     let (along_x, along_y) = (
@@ -565,7 +524,8 @@ fn dispatch(
         .chunks(2)
         .map(|pair| u64::from(pair[0]) | pair.get(1).map_or(0, |&hi| u64::from(hi) << 32))
         .collect();
-    on.client.launch(
+    let buffers = tensors.iter().map(|t| t.handle.clone().binding()).collect();
+    tensors[0].client.launch(
         Box::new(SourceKernel::new(
             kernel.clone(),
             CubeDim::new_1d(kernel.workgroup),
