@@ -4,7 +4,9 @@
 // generation (and on WebGPU counts its dispatches, submissions and read-backs) and prints a
 // table to the console; `?maxBuffer=BYTES` pretends the GPU's largest
 // buffer is that small (to see what a too-small GPU is told); `?workers=1` keeps the CPU path
-// on one worker (by default a second one computes half of every guided step, see worker.js).
+// on one worker (by default it splits its work over a pool of workers, one per core, where the
+// page is cross-origin isolated, and else a second worker computes half of every guided step;
+// see worker.js); `?threads=N` makes that pool N workers.
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const MAX_UPLOAD = 200 * 1024 * 1024;
@@ -28,7 +30,25 @@ function setStatus(text, error = false) {
   if (error) state.error = text;
 }
 
+// The progress bar is redrawn at most every PROGRESS_MS (its start and end at once): sampler
+// steps can take a few milliseconds, and where the browser draws the page in software (no GPU)
+// every redraw takes CPU time from the model (measured: a third of a core during a clip).
+const PROGRESS_MS = 250;
+let progressShown = 0;
+let progressQueued = null;
 function setProgress(value, text) {
+  const waiting = progressQueued !== null;
+  progressQueued = [value, text];
+  const wait = progressShown + PROGRESS_MS - performance.now();
+  if (wait <= 0 || value <= 0 || value >= 1) showProgress();
+  else if (!waiting) setTimeout(showProgress, wait);
+}
+
+function showProgress() {
+  if (!progressQueued) return;
+  const [value, text] = progressQueued;
+  progressQueued = null;
+  progressShown = performance.now();
   $('progress').value = value;
   $('progress-text').textContent = text;
 }
@@ -58,7 +78,8 @@ function startWorker() {
   started = performance.now();
   worker.postMessage({ type: 'load', gpu, forceGpu: params.has('gpu'),
     maxBuffer: Number(params.get('maxBuffer')) || 0, count: params.has('bench'),
-    helper: params.get('workers') !== '1' });
+    helper: params.get('workers') !== '1',
+    threads: params.get('workers') === '1' ? false : Number(params.get('threads')) || 0 });
 }
 
 function onMessage(data) {
@@ -124,6 +145,7 @@ function fail(message) {
 
 function setBusy(busy) {
   state.busy = busy;
+  if (!busy) play();
   $('generate').disabled = busy || !state.ready;
   $('transfer').disabled = busy || !state.ready;
   $('cancel').disabled = !busy;
@@ -189,8 +211,9 @@ function bench(title) {
 let player = null;
 
 function draw(canvas, width, height, rgba) {
-  canvas.width = width;
-  canvas.height = height;
+  // Resizing a canvas clears and reallocates it: only when the size changes.
+  if (canvas.width !== width) canvas.width = width;
+  if (canvas.height !== height) canvas.height = height;
   canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(rgba), width, height), 0, 0);
 }
 
@@ -211,6 +234,7 @@ function show(title, panels) {
   state.last = { title, ...summary(panels) };
   player = { panels, frame: 0, last: 0 };
   state.panels = panels;
+  play();
 }
 
 // Per-frame mean brightness and the mean change between frames (for tests and sanity).
@@ -232,9 +256,16 @@ function summary(panels) {
   return { frames: panels.frames, means, meanChange: change / Math.max(1, panels.frames - 1) };
 }
 
+// The clip player draws the frames at the chosen speed. It rests while the model works: where
+// the browser draws the page in software, its redraws take CPU time from the model.
+let ticking = false;
+function play() {
+  if (!ticking) { ticking = true; requestAnimationFrame(tick); }
+}
+
 function tick(now) {
+  if (!player || state.busy) { ticking = false; return; }
   requestAnimationFrame(tick);
-  if (!player) return;
   const fps = 8 * Number($('speed').value);
   if (now - player.last < 1000 / fps) return;
   player.last = now;
@@ -404,6 +435,5 @@ drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.ad
 drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); animate(e.dataTransfer.files[0]); });
 
-requestAnimationFrame(tick);
 setBusy(true);
 startWorker();

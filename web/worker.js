@@ -1,7 +1,10 @@
 // The Web Worker that runs the model, so the page never freezes. Messages in:
-//   {type: 'load', gpu, forceGpu, maxBuffer, helper}  fetch (or take from the cache) and load
-//                                    the model; on the CPU, with `helper` not false and more
-//                                    than one core, also start a second worker (see below)
+//   {type: 'load', gpu, forceGpu, maxBuffer, helper, threads}  fetch (or take from the cache)
+//                                    and load the model; on the CPU, the threaded engine
+//                                    where the page is cross-origin isolated, with a pool of
+//                                    `threads` workers (0: one per core, where there are
+//                                    several; false: none), else (with `helper` not false and
+//                                    more than one core) a second worker (see below)
 //   {type: 'generate', request}      text to video
 //   {type: 'animate', image, request} image to video
 //   {type: 'clips'}                  fetch (or take from the cache) and load the real-video
@@ -14,14 +17,19 @@
 // message}. `gpu` is null, or with 'load''s `count` the WebGPU calls made so far.
 // Cancelling is terminating this worker (its second worker goes with it).
 //
-// The second worker: on the CPU the engine is one WebAssembly thread, and a guided sampler
-// step needs the network twice (the null condition and the prompt). A second copy of this
-// worker loads the same model and computes the null rows of every guided step while this one
-// computes the conditional rows (the native CLI does the same on two threads); the clips are
-// the same. Its messages: in {type: 'helper', files, wasm}, then {type: 'null', id, call}; out
-// {type: 'ready'}, {type: 'null', id, values} or {type: 'error', id, message}; `wasm` is the
-// compiled engine (a WebAssembly.Module).
-import init, { Studio } from './cmd-web.js';
+// Two builds of the engine. `threads/cmd-web.js` shares its memory with a pool of Web Workers
+// (one per core) that split every operation on the CPU, as the native CLI's threads do; shared
+// memory needs a cross-origin isolated page (served with `Cross-Origin-Opener-Policy:
+// same-origin` and `Cross-Origin-Embedder-Policy: require-corp`, see web/README.md), and that
+// build has no WebGPU (wgpu's browser types are not thread-safe). `cmd-web.js` is one thread,
+// with WebGPU: it serves GPUs, and the CPU where the page is not isolated.
+//
+// The second worker: in the one-thread engine, a guided sampler step needs the network twice
+// (the null condition and the prompt). A second copy of this worker loads the same model and
+// computes the null rows of every guided step while this one computes the conditional rows;
+// the clips are the same. Its messages: in {type: 'helper', files, wasm}, then {type: 'null',
+// id, call}; out {type: 'ready'}, {type: 'null', id, values} or {type: 'error', id, message};
+// `wasm` is the compiled engine (a WebAssembly.Module).
 
 // The teaching model, loaded at once, and the real-video autoencoder, loaded when a clip is
 // first decomposed or transferred; each cached on its own.
@@ -33,10 +41,15 @@ const REAL = { folder: 'real/', cache: 'cmd-real-autoencoder',
 
 let studio = null;
 
-// The engine's compiled WebAssembly, kept to hand to the second worker: one compilation for
-// both, and the second worker starts with the optimised code this one's runs have made.
+// The engine's module (its `Studio`), once started.
+let engine = null;
+
+// The one-thread engine's compiled WebAssembly, kept to hand to the second worker: one
+// compilation for both, and the second worker starts with the optimised code this one's runs
+// have made.
 let wasm = null;
 
+// Starts the one-thread engine (from `module` when given).
 async function start(module) {
   if (!module) {
     const url = new URL('./cmd-web_bg.wasm', import.meta.url);
@@ -44,7 +57,24 @@ async function start(module) {
       .catch(async () => WebAssembly.compile(await (await fetch(url)).arrayBuffer()));
   }
   wasm = module;
-  await init({ module_or_path: module });
+  engine = await import('./cmd-web.js');
+  await engine.default({ module_or_path: module });
+}
+
+// Starts the threaded engine with a pool of `threads` workers; resolves to false (nothing
+// started) where the page is not cross-origin isolated or the site has no threaded build.
+async function startThreaded(threads) {
+  if (!self.crossOriginIsolated || typeof SharedArrayBuffer !== 'function') return false;
+  let threaded;
+  try {
+    threaded = await import('./threads/cmd-web.js');
+  } catch (e) {
+    return false; // a site built without it
+  }
+  await threaded.default();
+  await threaded.initThreadPool(threads);
+  engine = threaded;
+  return true;
 }
 
 // Starts the second worker on the model's `files`; resolves to its `ask(call)` (a promise of
@@ -218,7 +248,7 @@ self.onmessage = async ({ data }) => {
   try {
     if (data.type === 'helper') {
       await start(data.wasm);
-      studio = await Studio.load(data.files, false, 0);
+      studio = await engine.Studio.load(data.files, false, 0);
       // Else the first shared steps run on baseline code (see warmUp).
       studio.warmUp(3);
       postMessage({ type: 'ready' });
@@ -235,22 +265,29 @@ self.onmessage = async ({ data }) => {
     }
     if (data.type === 'load') {
       if (data.count) countGpuCalls();
-      await start();
-      const files = await modelFiles(TEACHING);
       const adapter = data.gpu && navigator.gpu ? await navigator.gpu.requestAdapter() : null;
       // A software adapter (SwiftShader, where the browser has no usable GPU) is far slower
       // than the CPU path: use the CPU unless the page insists.
       const software = adapter && adapter.info && adapter.info.isFallbackAdapter && !data.forceGpu;
       const gpu = data.gpu && !software;
-      // Without WebGPU the second worker loads while this one does.
       const cores = navigator.hardwareConcurrency || 1;
-      const wantHelper = data.helper !== false && cores > 1;
+      // The threaded engine wherever the model runs on the CPU (it has no WebGPU).
+      const pool = data.threads === false ? 0 : data.threads || (cores > 1 ? cores : 0);
+      const threads = !(gpu && adapter) && pool > 0 && await startThreaded(pool);
+      if (!threads) await start();
+      const files = await modelFiles(TEACHING);
+      // Without WebGPU the second worker loads while this one does.
+      const wantHelper = !threads && data.helper !== false && cores > 1;
       let helper = wantHelper && !gpu ? startHelper(files) : null;
-      studio = await Studio.load(files, gpu, data.maxBuffer || largestBuffer(adapter));
+      studio = await engine.Studio.load(files, gpu && !threads, data.maxBuffer || largestBuffer(adapter));
       if (wantHelper && !helper && studio.backend.startsWith('CPU')) helper = startHelper(files);
       const ask = helper && await helper;
       const shared = ask && studio.setHelper(ask);
       let backend = studio.backend;
+      if (threads) {
+        backend = backend.replace('CPU (WebAssembly)', `CPU (WebAssembly, ${pool} threads)`);
+        if (gpu) backend += ': no WebGPU adapter';
+      }
       if (shared) backend = backend.replace('CPU (WebAssembly', 'CPU (WebAssembly, 2 workers');
       if (software) {
         backend = `${backend}: this browser's WebGPU runs in software, slower than the CPU here (add ?gpu=1 to the address to use it anyway)`;

@@ -4,7 +4,10 @@
 // each sampler step's dispatches by kernel family).
 //
 //   node bench.mjs [STEPS] [SITE_DIR]   (default: 10, ../../dist; BENCH_CPU=1: without WebGPU;
-//                                        BENCH_WORKERS=1: the CPU path on one worker)
+//                                        BENCH_WORKERS=1: the CPU path on one worker;
+//                                        BENCH_ISOLATED=1: the page cross-origin isolated, so
+//                                        the CPU path runs the threaded engine;
+//                                        BENCH_THREADS=N: its pool of N workers)
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serve, launch, open, generate } from './site.mjs';
@@ -14,11 +17,13 @@ const steps = Number(process.argv[2] || 10);
 const site = resolve(process.argv[3] || join(here, '../../dist'));
 const webgpu = !process.env.BENCH_CPU;
 const oneWorker = process.env.BENCH_WORKERS === '1';
+const isolated = process.env.BENCH_ISOLATED === '1';
+const threads = process.env.BENCH_THREADS ? `&threads=${process.env.BENCH_THREADS}` : '';
 
-const server = await serve(site);
+const server = await serve(site, { isolated });
 const browser = await launch(webgpu);
 try {
-  const p = await open(browser, `http://127.0.0.1:${server.address().port}/?bench=1${webgpu ? '&gpu=1' : ''}${oneWorker ? '&workers=1' : ''}`);
+  const p = await open(browser, `http://127.0.0.1:${server.address().port}/?bench=1${webgpu ? '&gpu=1' : ''}${oneWorker ? '&workers=1' : ''}${threads}`);
   const backend = await p.evaluate(() => window.cmd.backend || window.cmd.error);
   for (const n of [1, steps]) {
     const { error } = await generate(p, n);

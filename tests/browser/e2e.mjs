@@ -9,8 +9,9 @@
 // that are not blank and differ from each other; a bundled real clip is decomposed by the
 // real-video autoencoder, fetched only then (PSNR shown), and motion transferred with it
 // without fetching it again; a bad upload gets a clear message; without WebGPU the page says so and runs on the
-// CPU, on two workers (the same clip as on one); so does a GPU too small for the model. Screenshots go to $ARTIFACTS (default:
-// ./artifacts).
+// CPU, on two workers (the same clip as on one); so does a GPU too small for the model; a
+// cross-origin isolated page runs the threaded engine on the CPU (the same clip as on one
+// thread), and decomposes a clip with it. Screenshots go to $ARTIFACTS (default: ./artifacts).
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -157,6 +158,42 @@ async function main() {
     await cpu.close();
   }
   server.close();
+
+  // Cross-origin isolated (the headers web/README.md gives): the CPU path runs the threaded
+  // engine, one pool worker per core; it gives the same clip as one worker, and decomposes a
+  // clip too.
+  const isolatedServer = await serve(site, { isolated: true });
+  const isolated = `http://127.0.0.1:${isolatedServer.address().port}/`;
+  const pool = await launch(false);
+  try {
+    const p = await open(pool, isolated);
+    const backend = await p.evaluate(() => window.cmd.backend);
+    const cores = await p.evaluate(() => navigator.hardwareConcurrency);
+    check(backend && backend.startsWith(`CPU (WebAssembly, ${cores} threads)`),
+      `an isolated page runs the threaded engine, a worker per core (${backend})`);
+    const threaded = await generate(p, 3);
+    const one = await open(pool, `${isolated}?workers=1`);
+    const oneBackend = await one.evaluate(() => window.cmd.backend);
+    check(/^CPU \(WebAssembly\)/.test(oneBackend), `?workers=1 keeps to one thread (${oneBackend})`);
+    const single = await generate(one, 3);
+    check(!threaded.error && !single.error && threaded.last && single.last,
+      `clips are generated on the threads and on one (${threaded.error || single.error || ''})`);
+    if (threaded.last && single.last) {
+      const worst = Math.max(...threaded.last.means.map((m, i) => Math.abs(m - single.last.means[i])));
+      check(worst < 0.05, `the same seed gives the same clip on the threads and on one (frame means differ by ${worst.toFixed(4)})`);
+    }
+    await one.close();
+    await p.evaluate(() => { window.cmd.last = null; });
+    await p.setInputFiles('#decompose-file', clip);
+    await p.waitForFunction(() => window.cmd.last || window.cmd.error, null, { timeout: 300_000 });
+    const decomposed = await p.evaluate(() => ({ error: window.cmd.error,
+      psnr: document.getElementById('psnr').textContent }));
+    const db = Number((/PSNR ([\d.]+) dB/.exec(decomposed.psnr) || [])[1]);
+    check(!decomposed.error && db > 24, `the threaded engine decomposes box.mp4 (${decomposed.psnr || decomposed.error})`);
+  } finally {
+    await pool.close();
+  }
+  isolatedServer.close();
   if (failures) {
     console.log(`${failures} check(s) failed`);
     process.exit(1);

@@ -9,8 +9,14 @@ import { chromium } from 'playwright-core';
 const MIME = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm',
   '.css': 'text/css', '.json': 'application/json', '.safetensors': 'application/octet-stream' };
 
-// Serves the folder `site` on a free port of 127.0.0.1; resolves to the server.
-export function serve(site) {
+// Cross-origin isolation: with these headers the page may share memory between workers, and
+// runs the threaded engine on the CPU (web/worker.js).
+const ISOLATED = { 'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-embedder-policy': 'require-corp' };
+
+// Serves the folder `site` on a free port of 127.0.0.1, cross-origin isolated with `isolated`;
+// resolves to the server.
+export function serve(site, { isolated = false } = {}) {
   const root = resolve(site);
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
@@ -19,7 +25,7 @@ export function serve(site) {
     try {
       const body = await readFile(file);
       res.writeHead(200, { 'content-type': MIME[extname(file)] || 'application/octet-stream',
-        'content-length': body.length });
+        'content-length': body.length, ...(isolated ? ISOLATED : {}) });
       res.end(body);
     } catch {
       res.writeHead(404).end();

@@ -22,7 +22,7 @@ pub struct Studio {
 }
 
 /// WebGPU, or why not.
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 async fn webgpu() -> Result<Device, String> {
     use burn::tensor::wgpu::WgpuBackend;
     Device::wgpu_options()
@@ -35,6 +35,11 @@ async fn webgpu() -> Result<Device, String> {
 #[cfg(not(target_arch = "wasm32"))]
 async fn webgpu() -> Result<Device, String> {
     Err("WebGPU exists only in browsers".into())
+}
+
+#[cfg(target_feature = "atomics")]
+async fn webgpu() -> Result<Device, String> {
+    Err("this is the threaded CPU build, without WebGPU".into())
 }
 
 #[wasm_bindgen]

@@ -17,3 +17,9 @@ mod pixels;
 
 pub use bindings::Studio;
 pub use engine::{Engine, Panels, Picture, Request};
+
+/// The threaded build's `initThreadPool(threads)`: starts the rayon pool (Web Workers sharing
+/// this engine's memory) that the CPU backend and kernels split their work over; the worker
+/// calls it once, right after loading the engine.
+#[cfg(target_feature = "atomics")]
+pub use wasm_bindgen_rayon::init_thread_pool;

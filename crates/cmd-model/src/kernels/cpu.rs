@@ -790,17 +790,18 @@ fn winograd3x3(xs: &[f32], ws: &[f32], bs: &[f32], [b, c, h, w]: [usize; 4], o: 
 }
 
 /// Products at least this large (multiply-adds) are split between threads, as Flex does.
-#[cfg(not(target_family = "wasm"))]
+#[cfg(threads)]
 const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
 
 /// Threads for a matrix product of `ops` multiply-adds: the kernels' ([`threads`]) from
-/// [`PARALLEL_PRODUCT`] up, else (and on wasm) the calling thread's alone.
+/// [`PARALLEL_PRODUCT`] up, else (and in a wasm build without shared memory) the calling
+/// thread's alone.
 fn product_parallelism(ops: usize) -> gemm::Parallelism {
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(threads)]
     if ops >= PARALLEL_PRODUCT && threads() > 1 {
         return gemm::Parallelism::Rayon(threads());
     }
-    #[cfg(target_family = "wasm")]
+    #[cfg(not(threads))]
     let _ = ops;
     gemm::Parallelism::None
 }
@@ -1070,7 +1071,7 @@ fn tensor(values: Vec<f32>, dims: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, Shape::from(dims)))
 }
 
-#[cfg(not(target_family = "wasm"))]
+#[cfg(threads)]
 thread_local! {
     /// Whether this thread runs the kernels on itself alone (see [`serial_join`]).
     static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -1079,7 +1080,7 @@ thread_local! {
 /// Runs `a` and `b` at once, one per thread of the pool, each keeping its kernels on its own
 /// thread: two independent network calls then run side by side without handing each other
 /// pieces of their operations (which, at DiT-S sizes, made them 1.6x slower than one batch).
-#[cfg(not(target_family = "wasm"))]
+#[cfg(threads)]
 pub(super) fn serial_join<A: Send, B: Send>(
     a: impl FnOnce() -> A + Send,
     b: impl FnOnce() -> B + Send,
@@ -1087,8 +1088,18 @@ pub(super) fn serial_join<A: Send, B: Send>(
     rayon::join(|| serial(a), || serial(b))
 }
 
+/// `f()` on a thread of rayon's pool: where the caller is not one, `f` is handed to the pool
+/// and waited for (rayon's `scope` runs its body on a pool thread).
+#[cfg(threads)]
+pub(super) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    rayon::scope(|_| f())
+}
+
 /// `f()` with this thread's kernels kept on it (restored afterwards, also on a panic).
-#[cfg(not(target_family = "wasm"))]
+#[cfg(threads)]
 fn serial<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {
@@ -1101,9 +1112,9 @@ fn serial<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Threads the kernels split their work between: the pool's, one inside [`serial_join`] and
-/// on wasm.
+/// in a wasm build without shared memory (see `cfg(threads)` in the build script).
 pub(super) fn threads() -> usize {
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(threads)]
     if !SERIAL.get() {
         return rayon::current_num_threads();
     }
@@ -1121,7 +1132,7 @@ type RowsFn<'a> = dyn Fn(usize, &mut [f32], &[f32]) + Sync + 'a;
 /// `f(index, out_chunk, in_chunk)` over matching chunks of `out` and `input`, on the thread pool
 /// (see [`threads`]).
 fn par_rows(out: &mut [f32], input: &[f32], out_chunk: usize, in_chunk: usize, f: &RowsFn<'_>) {
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(threads)]
     if threads() > 1 {
         use rayon::prelude::*;
         out.par_chunks_mut(out_chunk)
@@ -1145,7 +1156,7 @@ type TaskFn<'a> = dyn Fn(&mut [f32], usize, &mut Vec<f32>) + Sync + 'a;
 /// `task(out_chunk, index, scratch)` for each `chunk` of `out`, on the thread pool (see
 /// [`threads`]).
 fn for_each_task(out: &mut [f32], chunk: usize, task: &TaskFn<'_>) {
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(threads)]
     if threads() > 1 {
         use rayon::prelude::*;
         out.par_chunks_mut(chunk)

@@ -47,31 +47,43 @@ pub fn runs_cpu(device: &Device) -> bool {
 
 /// Whether two independent network calls on `device` (the two rows of a guided sampling step)
 /// are faster side by side, one per thread, than as one batch of 2: on the CPU kernels' device
-/// in a native build with more than one thread. There a batch-1 call of the teaching UNet gains
-/// almost nothing from a second thread (11.5 ms on one, 10.6 on two) while a batch of 2 takes
-/// 20 ms, so two calls at once take about as long as one. Elsewhere (GPUs, the browser's one
-/// thread) one batch is faster.
+/// with more than one thread (native builds, and the browser's build with shared memory). There
+/// a batch-1 call of the teaching UNet gains almost nothing from a second thread (11.5 ms on
+/// one, 10.6 on two) while a batch of 2 takes 20 ms, so two calls at once take about as long
+/// as one. Elsewhere (GPUs, a browser build with one thread) one batch is faster.
 pub fn runs_side_by_side(device: &Device) -> bool {
-    #[cfg(all(feature = "cpu", not(target_family = "wasm")))]
+    #[cfg(all(feature = "cpu", threads))]
     return cpu::runs_on(device) && cpu::threads() > 1;
-    #[cfg(not(all(feature = "cpu", not(target_family = "wasm"))))]
+    #[cfg(not(all(feature = "cpu", threads)))]
     {
         let _ = device;
         false
     }
 }
 
-/// Runs `a` and `b`: in native builds with the CPU kernels at once, one per thread of the
-/// pool, each running its kernels on its own thread (see [`runs_side_by_side`]); elsewhere one
-/// after the other.
+/// Runs `a` and `b`: in builds with the CPU kernels and a thread pool at once, one per thread
+/// of the pool, each running its kernels on its own thread (see [`runs_side_by_side`]);
+/// elsewhere one after the other.
 pub fn join<A: Send, B: Send>(
     a: impl FnOnce() -> A + Send,
     b: impl FnOnce() -> B + Send,
 ) -> (A, B) {
-    #[cfg(all(feature = "cpu", not(target_family = "wasm")))]
+    #[cfg(all(feature = "cpu", threads))]
     return cpu::serial_join(a, b);
-    #[cfg(not(all(feature = "cpu", not(target_family = "wasm"))))]
+    #[cfg(not(all(feature = "cpu", threads)))]
     (a(), b())
+}
+
+/// Runs `f` on a thread of the kernels' thread pool, the caller waiting: in builds with the CPU
+/// kernels and a pool, when called from outside it (the browser engine's own thread). Each
+/// parallel operation inside then shares the pool from within, instead of being handed over
+/// and waited for one by one (two thread wake-ups per operation), and the operations that
+/// run on one thread run on a pool thread. Elsewhere `f()`.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(all(feature = "cpu", threads))]
+    return cpu::on_pool(f);
+    #[cfg(not(all(feature = "cpu", threads)))]
+    f()
 }
 
 /// Scaled dot-product attention `softmax(q k^T / sqrt(d)) v`, without mask. Runs the WGSL

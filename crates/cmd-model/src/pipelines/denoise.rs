@@ -230,7 +230,7 @@ pub fn denoise(
     sample_loop(scheduler, noise, options, &mut predict, progress)
 }
 
-#[cfg(all(test, feature = "cpu", not(target_family = "wasm")))]
+#[cfg(all(test, feature = "cpu", threads))]
 mod tests {
     use std::sync::Mutex;
 
