@@ -25,9 +25,13 @@
 //! ran near the CPU's peak, so the way on was fewer multiplications: from 128 channels on they
 //! go through Winograd's F(2x2, 3x3) ([`winograd3x3`]), 2.25x fewer.
 
+mod product;
+
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::{Backend, Dispatch, DispatchDevice, backend_extension, tensor::FloatTensor};
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
+
+use product::{Operand, product};
 
 /// Most scores (query x key positions) the attention kernels hold at once per thread: 1 MiB
 /// of `f32`. Longer sequences go through in blocks of queries (see [`attend`]).
@@ -373,26 +377,23 @@ impl CpuOps for Flex {
                 // `[c, n]` with strides `(1, plane)` from offset `shift`, whose last value
                 // read, `shift + (c - 1) plane + n - 1`, is inside `input` (see `plane`).
                 unsafe {
-                    gemm::gemm(
-                        per,
-                        n,
-                        c,
+                    product(
+                        [per, n, c],
                         full.as_mut_ptr(),
-                        1,
-                        n as isize,
+                        n,
                         tap > 0,
-                        ws.as_ptr().add(9 * c * first + tap),
-                        9,
-                        (9 * c) as isize,
-                        input.as_ptr().add(shift),
+                        Operand {
+                            ptr: ws.as_ptr().add(9 * c * first + tap),
+                            rs: (9 * c) as isize,
+                            cs: 9,
+                        },
+                        Operand {
+                            ptr: input.as_ptr().add(shift),
+                            rs: plane as isize,
+                            cs: 1,
+                        },
+                        1.0,
                         1,
-                        plane as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
                     );
                 }
             }
@@ -715,26 +716,23 @@ fn winograd3x3(xs: &[f32], ws: &[f32], bs: &[f32], [b, c, h, w]: [usize; 4], o: 
         // (`o 16 nt` values); `U_ξ` is `[o, c]` with strides `(16 c, 1)` from `ξ c` of `u`;
         // `V_ξ` is `[c, nt]` with strides `(16 nt, 1)` from `ξ nt` of `v`; none alias.
         unsafe {
-            gemm::gemm(
-                o,
-                nt,
-                c,
+            product(
+                [o, nt, c],
                 m.as_mut_ptr().add(xi * nt),
-                1,
-                (16 * nt) as isize,
+                16 * nt,
                 false,
-                u.as_ptr().add(xi * c),
-                1,
-                (16 * c) as isize,
-                v.as_ptr().add(xi * nt),
-                1,
-                (16 * nt) as isize,
-                0.0,
+                Operand {
+                    ptr: u.as_ptr().add(xi * c),
+                    rs: (16 * c) as isize,
+                    cs: 1,
+                },
+                Operand {
+                    ptr: v.as_ptr().add(xi * nt),
+                    rs: (16 * nt) as isize,
+                    cs: 1,
+                },
                 1.0,
-                false,
-                false,
-                false,
-                product_parallelism(o * nt * c),
+                product_threads(o * nt * c),
             );
         }
     }
@@ -796,14 +794,14 @@ const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
 /// Threads for a matrix product of `ops` multiply-adds: the kernels' ([`threads`]) from
 /// [`PARALLEL_PRODUCT`] up, else (and in a wasm build without shared memory) the calling
 /// thread's alone.
-fn product_parallelism(ops: usize) -> gemm::Parallelism {
+fn product_threads(ops: usize) -> usize {
     #[cfg(threads)]
-    if ops >= PARALLEL_PRODUCT && threads() > 1 {
-        return gemm::Parallelism::Rayon(threads());
+    if ops >= PARALLEL_PRODUCT {
+        return threads();
     }
     #[cfg(not(threads))]
     let _ = ops;
-    gemm::Parallelism::None
+    1
 }
 
 /// `x W + b` and its residual forms in one product: the output starts as the bias (plus the
@@ -877,31 +875,28 @@ fn linear_into(
             )
         }
     };
-    let parallelism = product_parallelism(rows * n * k);
     if rows * n > 0 {
+        let (x, w) = (xs.as_ptr(), ws.as_ptr());
         // SAFETY: `out` is `[rows, n]`, `xs` `[rows, k]` and `ws` `[k, n]`, all row-major
         // and contiguous (checked above); `out` aliases neither input.
         unsafe {
-            gemm::gemm(
-                rows,
-                n,
-                k,
+            product(
+                [rows, n, k],
                 out.as_mut_ptr(),
-                1,
-                n as isize,
+                n,
                 gated.is_none(),
-                xs.as_ptr(),
-                1,
-                k as isize,
-                ws.as_ptr(),
-                1,
-                n as isize,
+                Operand {
+                    ptr: x,
+                    rs: k as isize,
+                    cs: 1,
+                },
+                Operand {
+                    ptr: w,
+                    rs: n as isize,
+                    cs: 1,
+                },
                 1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
+                product_threads(rows * n * k),
             );
         }
     }
@@ -983,26 +978,23 @@ fn attend_block(
     // `scores`, `o` do not alias the inputs.
     unsafe {
         // scores = scale * q k^T  (k read as a column-major [d, m])
-        gemm::gemm(
-            n,
-            m,
-            d,
+        product(
+            [n, m, d],
             scores.as_mut_ptr(),
-            1,
-            m as isize,
+            m,
             false,
-            q.as_ptr(),
-            1,
-            d as isize,
-            k.as_ptr(),
-            d as isize,
-            1,
-            0.0,
+            Operand {
+                ptr: q.as_ptr(),
+                rs: d as isize,
+                cs: 1,
+            },
+            Operand {
+                ptr: k.as_ptr(),
+                rs: 1,
+                cs: d as isize,
+            },
             scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            1,
         );
     }
     simd(
@@ -1015,26 +1007,23 @@ fn attend_block(
     );
     // SAFETY: as above.
     unsafe {
-        gemm::gemm(
-            n,
-            e,
-            m,
+        product(
+            [n, e, m],
             o.as_mut_ptr(),
-            1,
-            row as isize,
+            row,
             false,
-            scores.as_ptr(),
-            1,
-            m as isize,
-            v.as_ptr(),
-            1,
-            e as isize,
-            0.0,
+            Operand {
+                ptr: scores.as_ptr(),
+                rs: m as isize,
+                cs: 1,
+            },
+            Operand {
+                ptr: v.as_ptr(),
+                rs: e as isize,
+                cs: 1,
+            },
             1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            1,
         );
     }
 }
