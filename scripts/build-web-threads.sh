@@ -32,10 +32,11 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}/wasm-threads"
 rustup component add rust-src >/dev/null
 # Atomics in the code, and a shared memory imported from JavaScript (which wasm-bindgen hands
 # to every worker) with the thread-local storage symbols its thread start-up needs (rustc no
-# longer adds these linker flags itself for `+atomics`). 4 GiB: all a wasm32 memory can
-# address (a shared memory declares its maximum).
+# longer adds these linker flags itself for `+atomics`). A shared memory declares its maximum,
+# which some browsers reserve up front: 1 GiB, twenty times what the page uses (52 MiB after
+# generating, decomposing and transferring clips).
 flags=(-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128)
-for arg in --shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls \
+for arg in --shared-memory --import-memory --max-memory=1073741824 --export=__wasm_init_tls \
   --export=__tls_size --export=__tls_align --export=__tls_base; do
   flags+=(-C "link-arg=$arg")
 done

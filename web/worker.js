@@ -62,19 +62,21 @@ async function start(module) {
 }
 
 // Starts the threaded engine with a pool of `threads` workers; resolves to false (nothing
-// started) where the page is not cross-origin isolated or the site has no threaded build.
+// started) where the page is not cross-origin isolated, the site has no threaded build, or the
+// browser cannot start it (its shared memory or workers refused): the one-thread engine then
+// runs instead.
 async function startThreaded(threads) {
   if (!self.crossOriginIsolated || typeof SharedArrayBuffer !== 'function') return false;
-  let threaded;
   try {
-    threaded = await import('./threads/cmd-web.js');
+    const threaded = await import('./threads/cmd-web.js');
+    await threaded.default();
+    await threaded.initThreadPool(threads);
+    engine = threaded;
+    return true;
   } catch (e) {
-    return false; // a site built without it
+    console.warn(`the threaded engine did not start, using one thread: ${e && e.message || e}`);
+    return false;
   }
-  await threaded.default();
-  await threaded.initThreadPool(threads);
-  engine = threaded;
-  return true;
 }
 
 // Starts the second worker on the model's `files`; resolves to its `ask(call)` (a promise of

@@ -11,7 +11,8 @@
 // without fetching it again; a bad upload gets a clear message; without WebGPU the page says so and runs on the
 // CPU, on two workers (the same clip as on one); so does a GPU too small for the model; a
 // cross-origin isolated page runs the threaded engine on the CPU (the same clip as on one
-// thread), and decomposes a clip with it. Screenshots go to $ARTIFACTS (default: ./artifacts).
+// thread), and decomposes a clip with it, or runs the one-thread engine where the site lacks
+// the threaded build. Screenshots go to $ARTIFACTS (default: ./artifacts).
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -194,6 +195,20 @@ async function main() {
     await pool.close();
   }
   isolatedServer.close();
+
+  // An isolated page on a site built without the threaded engine keeps to the one-thread
+  // engine (and its second worker).
+  const bareServer = await serve(site, { isolated: true, missing: '/threads/' });
+  const bare = await launch(false);
+  try {
+    const p = await open(bare, `http://127.0.0.1:${bareServer.address().port}/`);
+    const state = await p.evaluate(() => ({ backend: window.cmd.backend, error: window.cmd.error }));
+    check(!state.error && /^CPU \(WebAssembly, 2 workers\)/.test(state.backend),
+      `without the threaded build the page runs the one-thread engine (${state.backend || state.error})`);
+  } finally {
+    await bare.close();
+  }
+  bareServer.close();
   if (failures) {
     console.log(`${failures} check(s) failed`);
     process.exit(1);

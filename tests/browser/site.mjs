@@ -14,12 +14,14 @@ const MIME = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'applica
 const ISOLATED = { 'cross-origin-opener-policy': 'same-origin',
   'cross-origin-embedder-policy': 'require-corp' };
 
-// Serves the folder `site` on a free port of 127.0.0.1, cross-origin isolated with `isolated`;
+// Serves the folder `site` on a free port of 127.0.0.1, cross-origin isolated with `isolated`,
+// answering 404 for paths that start with `missing` (a site built without some files);
 // resolves to the server.
-export function serve(site, { isolated = false } = {}) {
+export function serve(site, { isolated = false, missing = null } = {}) {
   const root = resolve(site);
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    if (missing && path.startsWith(missing)) { res.writeHead(404).end(); return; }
     const file = join(root, path.endsWith('/') ? path + 'index.html' : path);
     if (!file.startsWith(root)) { res.writeHead(403).end(); return; }
     try {
