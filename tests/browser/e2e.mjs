@@ -29,6 +29,24 @@ function check(ok, what) {
   if (!ok) failures += 1;
 }
 
+// Generates a 3 + 3 step clip on page `p` and on a page of `browser` opened at `oneUrl` (the
+// CPU path on one worker), and checks that the same seed gave the same clip on `what` and on
+// one; resolves to the second page's backend.
+async function sameAsOne(browser, p, oneUrl, what) {
+  const many = await generate(p, 3);
+  const one = await open(browser, oneUrl);
+  const backend = await one.evaluate(() => window.cmd.backend);
+  const single = await generate(one, 3);
+  await one.close();
+  check(!many.error && !single.error && many.last && single.last,
+    `clips are generated on ${what} and on one (${many.error || single.error || ''})`);
+  if (many.last && single.last) {
+    const worst = Math.max(...many.last.means.map((m, i) => Math.abs(m - single.last.means[i])));
+    check(worst < 0.05, `the same seed gives the same clip on ${what} and on one (frame means differ by ${worst.toFixed(4)})`);
+  }
+  return backend;
+}
+
 async function main() {
   await mkdir(artifacts, { recursive: true });
   const server = await serve(site);
@@ -143,18 +161,8 @@ async function main() {
     // On the CPU a second worker computes half of every guided step; `?workers=1` keeps to
     // one. The same seed gives the same clip either way.
     check(/2 workers/.test(state.backend), `the CPU path uses two workers (${state.backend})`);
-    const two = await generate(p, 3);
-    const one = await open(cpu, `${url}?workers=1`);
-    const oneBackend = await one.evaluate(() => window.cmd.backend);
+    const oneBackend = await sameAsOne(cpu, p, `${url}?workers=1`, 'two workers');
     check(!/2 workers/.test(oneBackend), `?workers=1 keeps to one worker (${oneBackend})`);
-    const single = await generate(one, 3);
-    check(!two.error && !single.error && two.last && single.last,
-      `clips are generated on two workers and on one (${two.error || single.error || ''})`);
-    if (two.last && single.last) {
-      const worst = Math.max(...two.last.means.map((m, i) => Math.abs(m - single.last.means[i])));
-      check(worst < 0.05, `the same seed gives the same clip on two workers and on one (frame means differ by ${worst.toFixed(4)})`);
-    }
-    await one.close();
   } finally {
     await cpu.close();
   }
@@ -172,18 +180,8 @@ async function main() {
     const cores = await p.evaluate(() => navigator.hardwareConcurrency);
     check(backend && backend.startsWith(`CPU (WebAssembly, ${cores} threads)`),
       `an isolated page runs the threaded engine, a worker per core (${backend})`);
-    const threaded = await generate(p, 3);
-    const one = await open(pool, `${isolated}?workers=1`);
-    const oneBackend = await one.evaluate(() => window.cmd.backend);
+    const oneBackend = await sameAsOne(pool, p, `${isolated}?workers=1`, 'the threads');
     check(/^CPU \(WebAssembly\)/.test(oneBackend), `?workers=1 keeps to one thread (${oneBackend})`);
-    const single = await generate(one, 3);
-    check(!threaded.error && !single.error && threaded.last && single.last,
-      `clips are generated on the threads and on one (${threaded.error || single.error || ''})`);
-    if (threaded.last && single.last) {
-      const worst = Math.max(...threaded.last.means.map((m, i) => Math.abs(m - single.last.means[i])));
-      check(worst < 0.05, `the same seed gives the same clip on the threads and on one (frame means differ by ${worst.toFixed(4)})`);
-    }
-    await one.close();
     await p.evaluate(() => { window.cmd.last = null; });
     await p.setInputFiles('#decompose-file', clip);
     await p.waitForFunction(() => window.cmd.last || window.cmd.error, null, { timeout: 300_000 });
