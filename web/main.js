@@ -6,7 +6,8 @@
 // buffer is that small (to see what a too-small GPU is told); `?workers=1` keeps the CPU path
 // on one worker (by default it splits its work over a pool of workers, one per core, where the
 // page is cross-origin isolated, and else a second worker computes half of every guided step;
-// see worker.js); `?threads=N` makes that pool N workers.
+// see worker.js); `?threads=N` makes that pool N workers; `?isolate=0` keeps the page from
+// isolating itself through isolate.js where its host does not.
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const MAX_UPLOAD = 200 * 1024 * 1024;
@@ -435,5 +436,21 @@ drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.ad
 drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); animate(e.dataTransfer.files[0]); });
 
+// Cross-origin isolation where the host does not send its headers: the service worker of
+// isolate.js adds them, after one reload (once a session at most, so a browser that will not
+// isolate the page is not reloaded again). Needs a secure context (https or localhost);
+// `?isolate=0` goes without.
+async function isolate() {
+  if (self.crossOriginIsolated || params.get('isolate') === '0') return;
+  if (!('serviceWorker' in navigator) || !window.isSecureContext) return;
+  const registered = await navigator.serviceWorker.register('isolate.js').catch(() => null);
+  if (!registered || sessionStorage.getItem('cmd-isolating')) return;
+  sessionStorage.setItem('cmd-isolating', '1');
+  setStatus('Preparing the page for threads (one reload)…');
+  await navigator.serviceWorker.ready;
+  location.reload();
+  await new Promise(() => {}); // the page is going away
+}
+
 setBusy(true);
-startWorker();
+isolate().finally(startWorker);

@@ -23,7 +23,9 @@ const threads = process.env.BENCH_THREADS ? `&threads=${process.env.BENCH_THREAD
 const server = await serve(site, { isolated });
 const browser = await launch(webgpu);
 try {
-  const p = await open(browser, `http://127.0.0.1:${server.address().port}/?bench=1${webgpu ? '&gpu=1' : ''}${oneWorker ? '&workers=1' : ''}${threads}`);
+  // Without BENCH_ISOLATED the page stays unisolated (it would isolate itself otherwise).
+  const isolation = isolated ? '' : '&isolate=0';
+  const p = await open(browser, `http://127.0.0.1:${server.address().port}/?bench=1${isolation}${webgpu ? '&gpu=1' : ''}${oneWorker ? '&workers=1' : ''}${threads}`);
   const backend = await p.evaluate(() => window.cmd.backend || window.cmd.error);
   for (const n of [1, steps]) {
     const { error } = await generate(p, n);

@@ -9,7 +9,8 @@
 // that are not blank and differ from each other; a bundled real clip is decomposed by the
 // real-video autoencoder, fetched only then (PSNR shown), and motion transferred with it
 // without fetching it again; a bad upload gets a clear message; without WebGPU the page says so and runs on the
-// CPU, on two workers (the same clip as on one); so does a GPU too small for the model; a
+// CPU, isolating itself through its service worker where the host sends no headers, or on two
+// workers (the same clip as on one); so does a GPU too small for the model; a
 // cross-origin isolated page runs the threaded engine on the CPU (the same clip as on one
 // thread), and decomposes a clip with it, or runs the one-thread engine where the site lacks
 // the threaded build. Screenshots go to $ARTIFACTS (default: ./artifacts).
@@ -148,10 +149,18 @@ async function main() {
     await gpu.close();
   }
 
-  // No WebGPU: the page says so and runs on the CPU.
+  // No WebGPU: the page says so and runs on the CPU. This server sends no isolation headers:
+  // by default the page isolates itself (isolate.js, one reload) and runs the threaded engine;
+  // with `?isolate=0` it runs the one-thread engine and its second worker.
   const cpu = await launch(false);
   try {
-    const p = await open(cpu, url);
+    const auto = await open(cpu, url);
+    const selfIsolated = await auto.evaluate(() => ({ isolated: self.crossOriginIsolated,
+      backend: window.cmd.backend, reloads: performance.getEntriesByType('navigation')[0].type }));
+    check(selfIsolated.isolated && /^CPU \(WebAssembly, \d+ threads\)/.test(selfIsolated.backend),
+      `a host without the headers: the page isolates itself (${selfIsolated.reloads}) and runs the threaded engine (${selfIsolated.backend})`);
+    await auto.close();
+    const p = await open(cpu, `${url}?isolate=0`);
     const state = await p.evaluate(() => ({ backend: window.cmd.backend,
       status: document.getElementById('status').textContent }));
     check(state.backend && state.backend.startsWith('CPU'), `without WebGPU the model runs on the CPU (${state.backend})`);
@@ -161,7 +170,7 @@ async function main() {
     // On the CPU a second worker computes half of every guided step; `?workers=1` keeps to
     // one. The same seed gives the same clip either way.
     check(/2 workers/.test(state.backend), `the CPU path uses two workers (${state.backend})`);
-    const oneBackend = await sameAsOne(cpu, p, `${url}?workers=1`, 'two workers');
+    const oneBackend = await sameAsOne(cpu, p, `${url}?isolate=0&workers=1`, 'two workers');
     check(!/2 workers/.test(oneBackend), `?workers=1 keeps to one worker (${oneBackend})`);
   } finally {
     await cpu.close();
