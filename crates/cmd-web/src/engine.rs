@@ -295,7 +295,7 @@ impl Engine {
                 Some(helper) if share => {
                     shared_step(helper.as_ref(), &mut generation, &self.device).await?
                 }
-                _ => kernels::on_pool(|| generation.step()).map_err(|e| e.to_string())?,
+                _ => generation.step().map_err(|e| e.to_string())?,
             };
             if let Some(x) = generation.latest() {
                 settle(x).await?;
@@ -358,8 +358,7 @@ impl Engine {
         ensure_finite(&video.motion, "motion latent").await?;
         let clip = self.to_clip(video.frames).await?;
         // The importance weights belong to an encoding: encode the generated clip again.
-        let frames = clip_tensor(&clip, &self.device);
-        let weights = kernels::on_pool(|| p.codec.encode(frames).weights);
+        let weights = p.codec.encode(clip_tensor(&clip, &self.device)).weights;
         let mut panels = self
             .panels(&p.codec, clip, video.content, video.motion, weights, None)
             .await?;
@@ -375,11 +374,8 @@ impl Engine {
         let (h, w, l) = shape(codec);
         let input = clip_from_rgba(rgba, l, h, w)?;
         let x = clip_tensor(&input, &self.device);
-        let (encoded, frames) = kernels::on_pool(|| {
-            let encoded = codec.encode(x);
-            let frames = codec.decode(encoded.content.clone(), encoded.motion.clone());
-            (encoded, frames)
-        });
+        let encoded = codec.encode(x);
+        let frames = codec.decode(encoded.content.clone(), encoded.motion.clone());
         let clip = self.to_clip(frames).await?;
         let score = psnr(&unit(&clip), &unit(&input));
         let (content, motion) = (encoded.content, encoded.motion);
@@ -394,10 +390,9 @@ impl Engine {
         let (h, w, l) = shape(codec);
         let a = clip_tensor(&clip_from_rgba(a, l, h, w)?, &self.device);
         let b = clip_tensor(&clip_from_rgba(b, l, h, w)?, &self.device);
-        let video = kernels::on_pool(|| codec.transfer(a, b));
+        let video = codec.transfer(a, b);
         let clip = self.to_clip(video.frames).await?;
-        let frames = clip_tensor(&clip, &self.device);
-        let weights = kernels::on_pool(|| codec.encode(frames).weights);
+        let weights = codec.encode(clip_tensor(&clip, &self.device)).weights;
         self.panels(codec, clip, video.content, video.motion, weights, None)
             .await
     }
@@ -419,7 +414,7 @@ impl Engine {
         psnr: Option<f64>,
     ) -> Result<Panels, String> {
         let cfg = codec.autoencoder.config();
-        let still = kernels::on_pool(|| codec.decode(content.clone(), motion.zeros_like()));
+        let still = codec.decode(content.clone(), motion.zeros_like());
         let content_only = self.to_clip(still).await?;
         let [_, c, h, w] = content.dims();
         let [_, d, l, width] = motion.dims();

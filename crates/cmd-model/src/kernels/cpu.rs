@@ -876,7 +876,6 @@ fn linear_into(
         }
     };
     if rows * n > 0 {
-        let (x, w) = (xs.as_ptr(), ws.as_ptr());
         // SAFETY: `out` is `[rows, n]`, `xs` `[rows, k]` and `ws` `[k, n]`, all row-major
         // and contiguous (checked above); `out` aliases neither input.
         unsafe {
@@ -886,12 +885,12 @@ fn linear_into(
                 n,
                 gated.is_none(),
                 Operand {
-                    ptr: x,
+                    ptr: xs.as_ptr(),
                     rs: k as isize,
                     cs: 1,
                 },
                 Operand {
-                    ptr: w,
+                    ptr: ws.as_ptr(),
                     rs: n as isize,
                     cs: 1,
                 },
@@ -1075,16 +1074,6 @@ pub(super) fn serial_join<A: Send, B: Send>(
     b: impl FnOnce() -> B + Send,
 ) -> (A, B) {
     rayon::join(|| serial(a), || serial(b))
-}
-
-/// `f()` on a thread of rayon's pool: where the caller is not one, `f` is handed to the pool
-/// and waited for (rayon's `scope` runs its body on a pool thread).
-#[cfg(threads)]
-pub(super) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some() {
-        return f();
-    }
-    rayon::scope(|_| f())
 }
 
 /// `f()` with this thread's kernels kept on it (restored afterwards, also on a panic).

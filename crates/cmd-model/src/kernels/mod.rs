@@ -74,18 +74,6 @@ pub fn join<A: Send, B: Send>(
     (a(), b())
 }
 
-/// Runs `f` on a thread of the kernels' thread pool, the caller waiting: in builds with the CPU
-/// kernels and a pool, when called from outside it (the browser engine's own thread). Each
-/// parallel operation inside then shares the pool from within, instead of being handed over
-/// and waited for one by one (two thread wake-ups per operation), and the operations that
-/// run on one thread run on a pool thread. Elsewhere `f()`.
-pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    #[cfg(all(feature = "cpu", threads))]
-    return cpu::on_pool(f);
-    #[cfg(not(all(feature = "cpu", threads)))]
-    f()
-}
-
 /// Scaled dot-product attention `softmax(q k^T / sqrt(d)) v`, without mask. Runs the WGSL
 /// kernel on wgpu devices (heads of up to 256 channels, up to 512 x 512 scores per head; its
 /// output has the heads side by side in memory, so that merging them costs no copy) and the
