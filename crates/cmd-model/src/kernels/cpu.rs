@@ -31,7 +31,7 @@ use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::{Backend, Dispatch, DispatchDevice, backend_extension, tensor::FloatTensor};
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 
-use product::{Operand, product};
+use product::{Operand, Output, product};
 
 /// Most scores (query x key positions) the attention kernels hold at once per thread: 1 MiB
 /// of `f32`. Longer sequences go through in blocks of queries (see [`attend`]).
@@ -379,9 +379,11 @@ impl CpuOps for Flex {
                 unsafe {
                     product(
                         [per, n, c],
-                        full.as_mut_ptr(),
-                        n,
-                        tap > 0,
+                        Output {
+                            ptr: full.as_mut_ptr(),
+                            rs: n,
+                            accumulate: tap > 0,
+                        },
                         Operand {
                             ptr: ws.as_ptr().add(9 * c * first + tap),
                             rs: (9 * c) as isize,
@@ -718,9 +720,11 @@ fn winograd3x3(xs: &[f32], ws: &[f32], bs: &[f32], [b, c, h, w]: [usize; 4], o: 
         unsafe {
             product(
                 [o, nt, c],
-                m.as_mut_ptr().add(xi * nt),
-                16 * nt,
-                false,
+                Output {
+                    ptr: m.as_mut_ptr().add(xi * nt),
+                    rs: 16 * nt,
+                    accumulate: false,
+                },
                 Operand {
                     ptr: u.as_ptr().add(xi * c),
                     rs: (16 * c) as isize,
@@ -881,9 +885,11 @@ fn linear_into(
         unsafe {
             product(
                 [rows, n, k],
-                out.as_mut_ptr(),
-                n,
-                gated.is_none(),
+                Output {
+                    ptr: out.as_mut_ptr(),
+                    rs: n,
+                    accumulate: gated.is_none(),
+                },
                 Operand {
                     ptr: xs.as_ptr(),
                     rs: k as isize,
@@ -979,9 +985,11 @@ fn attend_block(
         // scores = scale * q k^T  (k read as a column-major [d, m])
         product(
             [n, m, d],
-            scores.as_mut_ptr(),
-            m,
-            false,
+            Output {
+                ptr: scores.as_mut_ptr(),
+                rs: m,
+                accumulate: false,
+            },
             Operand {
                 ptr: q.as_ptr(),
                 rs: d as isize,
@@ -1008,9 +1016,11 @@ fn attend_block(
     unsafe {
         product(
             [n, e, m],
-            o.as_mut_ptr(),
-            row,
-            false,
+            Output {
+                ptr: o.as_mut_ptr(),
+                rs: row,
+                accumulate: false,
+            },
             Operand {
                 ptr: scores.as_ptr(),
                 rs: m as isize,

@@ -19,19 +19,25 @@ pub(super) struct Operand {
     pub(super) cs: isize,
 }
 
-/// `dst[i, j] = (dst[i, j] if accumulate, else 0) + scale Σ_p lhs[i, p] rhs[p, j]` for the
-/// `m x n` output whose rows start `dst_rs` values apart (its columns contiguous), over depth
-/// `k`, split between `threads` threads of the pool (1: on the calling thread).
+/// A product's output: row `i` starts at `ptr + i rs`, its columns contiguous. With
+/// `accumulate` the product is added to what is there, else it replaces it.
+#[derive(Clone, Copy)]
+pub(super) struct Output {
+    pub(super) ptr: *mut f32,
+    pub(super) rs: usize,
+    pub(super) accumulate: bool,
+}
+
+/// `out[i, j] = (out[i, j] if accumulating, else 0) + scale Σ_p lhs[i, p] rhs[p, j]` for the
+/// `m x n` output over depth `k`, split between `threads` threads of the pool (1: on the
+/// calling thread).
 ///
 /// # Safety
 /// Every element the operands' strides address for `i < m`, `j < n` and `p < k` must be
-/// readable, and every output element writable; `dst` must alias neither operand.
-#[allow(clippy::too_many_arguments)]
+/// readable, and every output element writable; the output must alias neither operand.
 pub(super) unsafe fn product(
     [m, n, k]: [usize; 3],
-    dst: *mut f32,
-    dst_rs: usize,
-    accumulate: bool,
+    out: Output,
     lhs: Operand,
     rhs: Operand,
     scale: f32,
@@ -44,10 +50,10 @@ pub(super) unsafe fn product(
             m,
             n,
             k,
-            dst,
+            out.ptr,
             1,
-            dst_rs as isize,
-            accumulate,
+            out.rs as isize,
+            out.accumulate,
             lhs.ptr,
             lhs.cs,
             lhs.rs,
@@ -65,7 +71,7 @@ pub(super) unsafe fn product(
     #[cfg(target_arch = "wasm32")]
     // SAFETY: the caller's contract is `tiled`'s.
     unsafe {
-        tiled([m, n, k], dst, dst_rs, accumulate, lhs, rhs, scale, threads);
+        tiled([m, n, k], out, lhs, rhs, scale, threads);
     }
 }
 
@@ -97,12 +103,9 @@ const NR: usize = 8;
 /// # Safety
 /// As for [`product`].
 #[cfg(any(target_arch = "wasm32", test))]
-#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn tiled(
     [m, n, k]: [usize; 3],
-    dst: *mut f32,
-    dst_rs: usize,
-    accumulate: bool,
+    out: Output,
     lhs: Operand,
     rhs: Operand,
     scale: f32,
@@ -113,10 +116,10 @@ pub(super) unsafe fn tiled(
     }
     if k == 0 {
         // An empty sum: the outputs keep their values, or become zero.
-        if !accumulate {
+        if !out.accumulate {
             for i in 0..m {
                 // SAFETY: row `i < m` has `n` writable outputs (the contract).
-                unsafe { std::ptr::write_bytes(dst.add(i * dst_rs), 0, n) };
+                unsafe { std::ptr::write_bytes(out.ptr.add(i * out.rs), 0, n) };
             }
         }
         return;
@@ -125,25 +128,23 @@ pub(super) unsafe fn tiled(
     let direct = if rhs.cs == 1 { n / NR } else { 0 };
     let panels = n.div_ceil(NR);
     let mut packed = vec![0.0f32; (panels - direct) * k * NR];
-    for (index, out) in packed.chunks_exact_mut(k * NR).enumerate() {
+    for (index, values) in packed.chunks_exact_mut(k * NR).enumerate() {
         let panel = direct + index;
         let columns = NR.min(n - panel * NR);
-        for (p, out) in out.chunks_exact_mut(NR).enumerate() {
-            for (jj, out) in out[..columns].iter_mut().enumerate() {
+        for (p, values) in values.chunks_exact_mut(NR).enumerate() {
+            for (jj, value) in values[..columns].iter_mut().enumerate() {
                 let j = panel * NR + jj;
                 // SAFETY: `p < k` and `j < n` address an element of `rhs` (the contract).
-                *out = unsafe { *rhs.ptr.offset(p as isize * rhs.rs + j as isize * rhs.cs) };
+                *value = unsafe { *rhs.ptr.offset(p as isize * rhs.rs + j as isize * rhs.cs) };
             }
         }
     }
     let blocks = m.div_ceil(MR);
     let tiles = Tiles {
         dims: [m, n, k],
-        dst: dst as usize,
-        dst_rs,
-        accumulate,
-        lhs: [lhs.ptr as usize, lhs.rs as usize, lhs.cs as usize],
-        rhs: [rhs.ptr as usize, rhs.rs as usize],
+        out,
+        lhs,
+        rhs,
         direct,
         packed: &packed,
         scale,
@@ -167,24 +168,25 @@ pub(super) unsafe fn tiled(
     unsafe { tiles.rows(0..blocks) }
 }
 
-/// What the threads of [`tiled`] share: the operands and output by address (so that they can
-/// cross threads; each thread writes its own rows), and the packed right-hand panels.
+/// What the threads of [`tiled`] share: the product's operands and output, and the packed
+/// right-hand panels.
 #[cfg(any(target_arch = "wasm32", test))]
 struct Tiles<'a> {
     dims: [usize; 3],
-    dst: usize,
-    dst_rs: usize,
-    accumulate: bool,
-    /// Address, row stride and column stride (as `usize`, wrapping for negative strides).
-    lhs: [usize; 3],
-    /// Address and row stride, for the panels read in place (its columns contiguous).
-    rhs: [usize; 2],
-    /// Right-hand panels read in place: the first `direct`.
+    out: Output,
+    lhs: Operand,
+    /// Read in place for the first `direct` panels (its columns then contiguous).
+    rhs: Operand,
     direct: usize,
     /// The other right-hand panels, `[k, 8]` each.
     packed: &'a [f32],
     scale: f32,
 }
+
+// SAFETY: the threads of `tiled` only read the operands and write disjoint blocks of output
+// rows (`Tiles::rows`), all alive until `tiled` returns.
+#[cfg(any(target_arch = "wasm32", test))]
+unsafe impl Sync for Tiles<'_> {}
 
 #[cfg(any(target_arch = "wasm32", test))]
 impl Tiles<'_> {
@@ -194,9 +196,7 @@ impl Tiles<'_> {
     /// As for [`product`]; no other thread writes these rows.
     unsafe fn rows(&self, blocks: std::ops::Range<usize>) {
         let [m, n, k] = self.dims;
-        let [address, rs, cs] = self.lhs;
-        let lhs = address as *const f32;
-        let dst = self.dst as *mut f32;
+        let lhs = self.lhs;
         let mut a = vec![0.0f32; k * MR];
         for block in blocks {
             let first = block * MR;
@@ -204,11 +204,9 @@ impl Tiles<'_> {
             for (p, a) in a.chunks_exact_mut(MR).enumerate() {
                 for (ii, a) in a.iter_mut().enumerate() {
                     *a = if ii < rows {
-                        let at = ((first + ii) as isize)
-                            .wrapping_mul(rs as isize)
-                            .wrapping_add((p as isize).wrapping_mul(cs as isize));
+                        let at = (first + ii) as isize * lhs.rs + p as isize * lhs.cs;
                         // SAFETY: row `first + ii < m`, depth `p < k`: an element of `lhs`.
-                        unsafe { *lhs.offset(at) }
+                        unsafe { *lhs.ptr.offset(at) }
                     } else {
                         0.0
                     };
@@ -224,8 +222,8 @@ impl Tiles<'_> {
                     // SAFETY: row `first + ii < m`, columns from `panel NR`, `columns` of them
                     // (`< n`): output elements (the contract).
                     unsafe {
-                        let out = dst.add((first + ii) * self.dst_rs + panel * NR);
-                        self.put(out, sums, columns);
+                        let at = self.out.ptr.add((first + ii) * self.out.rs + panel * NR);
+                        self.put(at, sums, columns);
                     }
                 }
             }
@@ -234,28 +232,27 @@ impl Tiles<'_> {
 
     /// Where right-hand panel `panel` starts, and its rows' stride.
     fn panel(&self, panel: usize) -> (*const f32, usize) {
-        let [address, rs] = self.rhs;
         if panel < self.direct {
-            return ((address as *const f32).wrapping_add(panel * NR), rs);
+            return (self.rhs.ptr.wrapping_add(panel * NR), self.rhs.rs as usize);
         }
         let k = self.dims[2];
         (self.packed[(panel - self.direct) * k * NR..].as_ptr(), NR)
     }
 
     /// Stores one row of a tile, `scale sums` (plus what is there when accumulating), into its
-    /// first `columns` outputs from `out`.
+    /// first `columns` outputs from `at`.
     ///
     /// # Safety
-    /// `out` must address `columns` writable values.
+    /// `at` must address `columns` writable values.
     #[inline(always)]
-    unsafe fn put(&self, out: *mut f32, sums: &[V; 2], columns: usize) {
+    unsafe fn put(&self, at: *mut f32, sums: &[V; 2], columns: usize) {
         let scale = splat(self.scale);
         if columns == NR {
             for (h, sum) in sums.iter().enumerate() {
-                // SAFETY: 8 writable values from `out` (the contract).
+                // SAFETY: 8 writable values from `at` (the contract).
                 unsafe {
-                    let at = out.add(4 * h);
-                    let base = if self.accumulate {
+                    let at = at.add(4 * h);
+                    let base = if self.out.accumulate {
                         load(at)
                     } else {
                         splat(0.0)
@@ -278,8 +275,8 @@ impl Tiles<'_> {
         for (j, v) in row[..columns].iter().enumerate() {
             // SAFETY: `j < columns` (the contract).
             unsafe {
-                let at = out.add(j);
-                *at = if self.accumulate { *at + v } else { *v };
+                let at = at.add(j);
+                *at = if self.out.accumulate { *at + v } else { *v };
             }
         }
     }
@@ -388,7 +385,6 @@ mod tests {
     /// `tiled` against gemm on one product; the operands' layouts are given by
     /// `transposed_lhs` / `transposed_rhs` (column-major instead of row-major) and the output's
     /// rows are `pad` values longer than `n`.
-    #[allow(clippy::too_many_arguments)]
     fn check(
         [m, n, k]: [usize; 3],
         transposed: [bool; 2],
@@ -413,26 +409,13 @@ mod tests {
         // `[m, row]`.
         unsafe {
             let dims = [m, n, k];
-            tiled(
-                dims,
-                ours.as_mut_ptr(),
-                row,
+            let output = |values: &mut Vec<f32>| Output {
+                ptr: values.as_mut_ptr(),
+                rs: row,
                 accumulate,
-                lhs,
-                rhs,
-                scale,
-                threads,
-            );
-            product(
-                dims,
-                theirs.as_mut_ptr(),
-                row,
-                accumulate,
-                lhs,
-                rhs,
-                scale,
-                1,
-            );
+            };
+            tiled(dims, output(&mut ours), lhs, rhs, scale, threads);
+            product(dims, output(&mut theirs), lhs, rhs, scale, 1);
         }
         for (at, (a, b)) in ours.iter().zip(&theirs).enumerate() {
             let tolerance = 1e-5 * (1.0 + b.abs()) * (k as f32).max(1.0);
